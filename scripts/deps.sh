@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of ngx-identity from Debian's packages.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
+      libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
+      liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
+      libtest-base-perl liburi-perl libhttp-message-perl libwww-perl)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+export DEBIAN_FRONTEND=noninteractive
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Bookworm lacks libtest-nginx-perl; Debian's unstable suite has it (architecture all).
+# Fetch that one .deb through a private sources list and lists folder, so the machine's
+# own sources never gain unstable, then install it so its Perl deps come from bookworm.
+if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+  echo "deps: installing Test::Nginx from Debian unstable (one package)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  echo "deb http://deb.debian.org/debian unstable main" > "$tmp/sources.list"
+  apt_private=(-o APT::Sandbox::User=root -o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+               -o Dir::State::Lists="$tmp/lists" -o Dir::Cache::Archives="$tmp/archives")
+  apt-get "${apt_private[@]}" update -qq
+  (cd "$tmp" && apt-get "${apt_private[@]}" download libtest-nginx-perl >/dev/null)
+  apt-get install -y -qq "$tmp"/libtest-nginx-perl_*.deb >/dev/null
+fi
+
+# The stock nginx must not keep serving port 80 from the package's postinst in tests.
+exit 0

@@ -1,0 +1,169 @@
+//! What a user-service answer means for the client's request: pure policy, no nginx.
+//! The answer may come from the subrequest or, later, from a cache; both go through here.
+
+/// `$identity_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityStatus {
+    /// The module is off here.
+    Bypass,
+    /// The user service accepted the credential.
+    Ok,
+    /// No credential, passed on without identity.
+    Anonymous,
+    /// The user service refused the credential (3xx or 4xx).
+    Denied,
+    /// The user service gave no usable answer.
+    Error,
+}
+
+impl IdentityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityStatus::Bypass => "BYPASS",
+            IdentityStatus::Ok => "OK",
+            IdentityStatus::Anonymous => "ANONYMOUS",
+            IdentityStatus::Denied => "DENIED",
+            IdentityStatus::Error => "ERROR",
+        }
+    }
+}
+
+/// `identity_on_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Respond(u16),
+    Pass,
+}
+
+/// What the access handler does with the client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go upstream with identity headers.
+    Allow,
+    /// Go upstream without identity.
+    PassWithout(IdentityStatus),
+    /// Answer the client with the user service's status, body and chosen headers.
+    Relay(u16),
+    /// Answer the client with this status (nginx builds the page; error_page applies).
+    Respond(u16, IdentityStatus),
+}
+
+/// The policy in force for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub anonymous: bool,
+    pub on_error: OnError,
+}
+
+impl Policy {
+    /// The request carries no credential: no call is made.
+    pub fn no_credential(&self) -> Verdict {
+        if self.anonymous {
+            Verdict::PassWithout(IdentityStatus::Anonymous)
+        } else {
+            Verdict::Respond(401, IdentityStatus::Anonymous)
+        }
+    }
+
+    /// The user service answered with `status`; `failed` is set when the answer could
+    /// not be used whatever its status (unreachable, over the size limit, cut short).
+    pub fn answer(&self, status: u16, failed: bool) -> Verdict {
+        match status {
+            _ if failed => self.error(),
+            200..=299 => Verdict::Allow,
+            300..=499 if self.anonymous => Verdict::PassWithout(IdentityStatus::Denied),
+            300..=499 => Verdict::Relay(status),
+            _ => self.error(),
+        }
+    }
+
+    /// The user service could not give an answer, or its answer could not be used.
+    pub fn error(&self) -> Verdict {
+        match self.on_error {
+            OnError::Pass => Verdict::PassWithout(IdentityStatus::Error),
+            OnError::Respond(code) => Verdict::Respond(code, IdentityStatus::Error),
+        }
+    }
+}
+
+/// Which of the user service's response headers the client gets with a relayed status.
+pub fn relayed_header(status: u16, lowercase_name: &[u8]) -> bool {
+    match lowercase_name {
+        b"www-authenticate" => status == 401,
+        b"retry-after" => status == 429 || status == 503,
+        b"location" => (300..400).contains(&status),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOSED: Policy = Policy {
+        anonymous: false,
+        on_error: OnError::Respond(503),
+    };
+    const OPEN: Policy = Policy {
+        anonymous: true,
+        on_error: OnError::Pass,
+    };
+
+    #[test]
+    fn two_hundreds_allow() {
+        for s in [200, 204, 299] {
+            assert_eq!(CLOSED.answer(s, false), Verdict::Allow);
+        }
+    }
+
+    #[test]
+    fn redirects_and_client_errors_are_relayed_unless_anonymous() {
+        for s in [302, 401, 403, 404, 429] {
+            assert_eq!(CLOSED.answer(s, false), Verdict::Relay(s));
+            assert_eq!(
+                OPEN.answer(s, false),
+                Verdict::PassWithout(IdentityStatus::Denied)
+            );
+        }
+    }
+
+    #[test]
+    fn failures_follow_on_error() {
+        for s in [0, 100, 500, 502, 504, 600] {
+            assert_eq!(
+                CLOSED.answer(s, false),
+                Verdict::Respond(503, IdentityStatus::Error)
+            );
+            assert_eq!(
+                OPEN.answer(s, false),
+                Verdict::PassWithout(IdentityStatus::Error)
+            );
+        }
+        assert_eq!(
+            CLOSED.answer(200, true),
+            Verdict::Respond(503, IdentityStatus::Error)
+        );
+    }
+
+    #[test]
+    fn missing_credential() {
+        assert_eq!(
+            CLOSED.no_credential(),
+            Verdict::Respond(401, IdentityStatus::Anonymous)
+        );
+        assert_eq!(
+            OPEN.no_credential(),
+            Verdict::PassWithout(IdentityStatus::Anonymous)
+        );
+    }
+
+    #[test]
+    fn relayed_headers_depend_on_status() {
+        assert!(relayed_header(401, b"www-authenticate"));
+        assert!(!relayed_header(403, b"www-authenticate"));
+        assert!(relayed_header(429, b"retry-after"));
+        assert!(relayed_header(302, b"location"));
+        assert!(!relayed_header(401, b"location"));
+        assert!(!relayed_header(401, b"set-cookie"));
+    }
+}

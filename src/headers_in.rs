@@ -1,0 +1,244 @@
+//! The client's request headers as nginx holds them (`r->headers_in.headers`, an
+//! `ngx_list_t`): removing spoofed identity headers, adding the module's own, rewriting
+//! Cookie lines, and the filtered copy the identity subrequest carries.
+
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_list_init, ngx_list_part_t, ngx_list_push, ngx_list_t, ngx_pnalloc,
+    ngx_pool_t, ngx_str_t, ngx_table_elt_t,
+};
+
+/// nginx could not allocate memory for a header.
+#[derive(Debug, thiserror::Error)]
+#[error("could not allocate memory for request headers")]
+pub struct NoMemory;
+
+/// What to do with one header while rewriting a list.
+pub enum Edit {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+/// The live elements of an nginx header list, in order.
+///
+/// # Safety
+/// `list` is an initialised `ngx_list_t` of `ngx_table_elt_t`.
+unsafe fn elements(list: &ngx_list_t) -> Vec<*mut ngx_table_elt_t> {
+    let mut out = Vec::new();
+    let mut part: *const ngx_list_part_t = &list.part;
+    while !part.is_null() {
+        // SAFETY: each part holds nelts elements of the list's element type.
+        unsafe {
+            let elts = (*part).elts as *mut ngx_table_elt_t;
+            for i in 0..(*part).nelts {
+                out.push(elts.add(i));
+            }
+            part = (*part).next;
+        }
+    }
+    out
+}
+
+/// Calls `f` with the name and value of every header in `list` (nginx marks deleted
+/// entries with hash 0; they are skipped).
+///
+/// # Safety
+/// As for `elements`.
+pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
+    // SAFETY: per the caller.
+    for elt in unsafe { elements(list) } {
+        // SAFETY: elt points into the list.
+        let elt = unsafe { &*elt };
+        if elt.hash != 0 {
+            f(elt.key.as_bytes(), elt.value.as_bytes());
+        }
+    }
+}
+
+fn copy_to_pool(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
+    // SAFETY: pool is the request's pool; the copy lives as long as the request.
+    let data = unsafe { ngx_pnalloc(pool, bytes.len().max(1)) } as *mut u8;
+    if data.is_null() {
+        return Err(NoMemory);
+    }
+    // SAFETY: data has room for bytes.len() bytes.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    Ok(ngx_str_t {
+        len: bytes.len(),
+        data,
+    })
+}
+
+/// Refills `list` in place with the headers of `source` that `edit` keeps or replaces.
+/// In place because an `ngx_list_t` points into itself (`last`) and cannot be moved.
+///
+/// # Safety
+/// `source` is an initialised `ngx_list_t` of `ngx_table_elt_t` (possibly a bitwise copy
+/// of `list`); `pool` outlives `list`.
+unsafe fn refill(
+    pool: *mut ngx_pool_t,
+    list: &mut ngx_list_t,
+    source: &ngx_list_t,
+    mut edit: impl FnMut(&ngx_table_elt_t) -> Edit,
+) -> Result<(), NoMemory> {
+    // SAFETY: per the caller; collected before `list` is reinitialised.
+    let elts = unsafe { elements(source) };
+    // SAFETY: pool is live; the element size is the header element's.
+    if unsafe { ngx_list_init(list, pool, elts.len().max(4), size_of::<ngx_table_elt_t>()) } != 0 {
+        return Err(NoMemory);
+    }
+    for elt in elts {
+        // SAFETY: elt points into the source storage, which nothing frees.
+        let elt = unsafe { &*elt };
+        let value = match edit(elt) {
+            Edit::Drop => continue,
+            Edit::Keep => elt.value,
+            Edit::Replace(v) => copy_to_pool(pool, &v)?,
+        };
+        // SAFETY: list is an initialised list of ngx_table_elt_t.
+        let slot = unsafe { ngx_list_push(list) } as *mut ngx_table_elt_t;
+        if slot.is_null() {
+            return Err(NoMemory);
+        }
+        // SAFETY: slot is a fresh element; the copy shares key and value storage.
+        unsafe {
+            ptr::write(slot, *elt);
+            (*slot).value = value;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the request's own header list with `edit`; returns whether anything changed.
+/// nginx's shortcut pointers into the list stay valid (the old elements are not freed);
+/// the Cookie shortcut is rebuilt so `$cookie_*` and `$http_cookie` follow the new list.
+pub fn rewrite_request_headers(
+    r: &mut ngx_http_request_t,
+    mut edit: impl FnMut(&[u8], &[u8]) -> Edit,
+) -> Result<bool, NoMemory> {
+    let mut changed = false;
+    // SAFETY: headers_in.headers is the request's live header list.
+    unsafe {
+        visit(&r.headers_in.headers, |k, v| {
+            if !matches!(edit(k, v), Edit::Keep) {
+                changed = true;
+            }
+        })
+    };
+    if !changed {
+        return Ok(false);
+    }
+    let source = r.headers_in.headers;
+    // SAFETY: source is a copy of the live list; the request pool outlives its headers.
+    unsafe {
+        refill(r.pool, &mut r.headers_in.headers, &source, |elt| {
+            if elt.hash == 0 {
+                return Edit::Drop;
+            }
+            edit(elt.key.as_bytes(), elt.value.as_bytes())
+        })
+    }?;
+    relink_cookies(r)?;
+    Ok(true)
+}
+
+#[cfg(not(nginx1_23_0))]
+fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
+    // Before 1.23 nginx keeps Cookie lines in an array of element pointers. A new array,
+    // because a subrequest made earlier shares the old one's storage.
+    if r.headers_in.cookies.elts.is_null() {
+        return Ok(());
+    }
+    // SAFETY: the request pool outlives the array.
+    let cookies =
+        unsafe { ngx::ffi::ngx_array_create(r.pool, 2, size_of::<*mut ngx_table_elt_t>()) };
+    if cookies.is_null() {
+        return Err(NoMemory);
+    }
+    // SAFETY: the list was just rebuilt in the request pool.
+    for elt in unsafe { elements(&r.headers_in.headers) } {
+        // SAFETY: elt points into the list.
+        if unsafe { (*elt).key.as_bytes() }.eq_ignore_ascii_case(b"cookie") {
+            // SAFETY: cookies is an initialised array of ngx_table_elt_t pointers.
+            let slot = unsafe { ngx::ffi::ngx_array_push(cookies) } as *mut *mut ngx_table_elt_t;
+            if slot.is_null() {
+                return Err(NoMemory);
+            }
+            // SAFETY: slot is a fresh array element.
+            unsafe { *slot = elt };
+        }
+    }
+    // SAFETY: cookies is a valid array created above.
+    r.headers_in.cookies = unsafe { *cookies };
+    Ok(())
+}
+
+#[cfg(nginx1_23_0)]
+fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
+    // Since 1.23 Cookie lines are a chain through `next`.
+    let mut next: *mut *mut ngx_table_elt_t = &mut r.headers_in.cookie;
+    r.headers_in.cookie = ptr::null_mut();
+    // SAFETY: the list was just rebuilt in the request pool.
+    for elt in unsafe { elements(&r.headers_in.headers) } {
+        // SAFETY: elt points into the list; next points at the chain's tail slot.
+        unsafe {
+            if (*elt).key.as_bytes().eq_ignore_ascii_case(b"cookie") {
+                (*elt).next = ptr::null_mut();
+                *next = elt;
+                next = &mut (*elt).next;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds a header to the request's own headers, which every upstream module forwards.
+pub fn add_request_header(
+    r: &mut ngx_http_request_t,
+    name: &[u8],
+    lowcase_name: &[u8],
+    value: &[u8],
+) -> Result<(), NoMemory> {
+    let key = copy_to_pool(r.pool, name)?;
+    let lowcase = copy_to_pool(r.pool, lowcase_name)?;
+    let value = copy_to_pool(r.pool, value)?;
+    // SAFETY: headers_in.headers is the request's live list of ngx_table_elt_t.
+    let elt = unsafe { ngx_list_push(&mut r.headers_in.headers) } as *mut ngx_table_elt_t;
+    if elt.is_null() {
+        return Err(NoMemory);
+    }
+    // SAFETY: elt is a fresh element; zero it, then fill what nginx reads.
+    unsafe {
+        ptr::write_bytes(elt, 0, 1);
+        (*elt).hash = 1;
+        (*elt).key = key;
+        (*elt).value = value;
+        (*elt).lowcase_key = lowcase.data;
+    }
+    Ok(())
+}
+
+/// The subrequest's own copy of the client's headers, without those that `withhold`
+/// names: the subrequest starts with a shallow copy of the parent's, and must not
+/// change what the main request sends upstream.
+///
+/// # Safety
+/// `sr` was just created by `ngx_http_subrequest` and shares the parent's pool.
+pub unsafe fn give_subrequest_filtered_headers(
+    sr: &mut ngx_http_request_t,
+    withhold: impl Fn(&[u8]) -> bool,
+) -> Result<(), NoMemory> {
+    let source = sr.headers_in.headers;
+    // SAFETY: per the caller; source is a copy of the parent's list.
+    unsafe {
+        refill(sr.pool, &mut sr.headers_in.headers, &source, |elt| {
+            if elt.hash == 0 || withhold(elt.key.as_bytes()) {
+                Edit::Drop
+            } else {
+                Edit::Keep
+            }
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! `$identity`, `$identity_claim_NAME` and `$identity_status`.
+
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
+    ngx_pnalloc, ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
+};
+use ngx::ngx_string;
+
+use crate::decision::IdentityStatus;
+use crate::handler::{location_conf, request_ctx};
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
+const CLAIM_PREFIX: &str = "identity_claim_";
+
+type Getter = unsafe extern "C" fn(
+    *mut ngx_http_request_t,
+    *mut ngx_http_variable_value_t,
+    usize,
+) -> ngx_int_t;
+
+/// Adds the variables; called from preconfiguration.
+pub fn register(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    // All are non-cacheable: they change once the user service has answered.
+    let vars: [(ngx_str_t, Getter, u32); 3] = [
+        (
+            ngx_string!("identity"),
+            get_identity,
+            NGX_HTTP_VAR_NOCACHEABLE,
+        ),
+        (
+            ngx_string!("identity_status"),
+            get_status,
+            NGX_HTTP_VAR_NOCACHEABLE,
+        ),
+        (
+            ngx_string!("identity_claim_"),
+            get_claim,
+            NGX_HTTP_VAR_NOCACHEABLE | NGX_HTTP_VAR_PREFIX,
+        ),
+    ];
+    for (mut name, getter, flags) in vars {
+        // SAFETY: cf is the live configuration; nginx copies the name.
+        let v = unsafe { ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t) };
+        // SAFETY: a non-null result is nginx's variable entry for us to fill.
+        let v = unsafe { v.as_mut() }.ok_or(())?;
+        v.get_handler = Some(getter);
+        v.data = 0;
+    }
+    Ok(())
+}
+
+fn set_value(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+    // SAFETY: the request pool outlives the variable's value.
+    let data = unsafe { ngx_pnalloc(r.pool, bytes.len().max(1)) } as *mut u8;
+    if data.is_null() {
+        return NGX_ERROR;
+    }
+    // SAFETY: data has room for bytes.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    set_static(v, data, bytes.len());
+    NGX_OK
+}
+
+fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
+    v.set_len(len as u32);
+    v.set_valid(1);
+    v.set_no_cacheable(1);
+    v.set_not_found(0);
+    v.data = data;
+}
+
+fn not_found(v: &mut ngx_http_variable_value_t) -> ngx_int_t {
+    v.set_not_found(1);
+    NGX_OK
+}
+
+unsafe extern "C" fn get_identity(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value slot to fill.
+    let (r, v) = unsafe { (&*r, &mut *v) };
+    match request_ctx(r).and_then(|ctx| ctx.identity()) {
+        // The body lives as long as the request; no copy is needed.
+        Some(body) => {
+            set_static(v, body.as_ptr() as *mut u8, body.len());
+            NGX_OK
+        }
+        None => not_found(v),
+    }
+}
+
+unsafe extern "C" fn get_status(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value slot to fill.
+    let (r, v) = unsafe { (&*r, &mut *v) };
+    let status = match request_ctx(r) {
+        Some(ctx) => ctx.status,
+        // SAFETY: r->main is the live main request.
+        None if location_conf(unsafe { &*r.main }).enabled().is_none() => {
+            Some(IdentityStatus::Bypass)
+        }
+        None => None,
+    };
+    match status {
+        Some(s) => {
+            let text = s.as_str();
+            set_static(v, text.as_ptr() as *mut u8, text.len());
+            NGX_OK
+        }
+        None => not_found(v),
+    }
+}
+
+unsafe extern "C" fn get_claim(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request, the value slot, and for a prefix variable
+    // `data` pointing at the full variable name.
+    let (r, v, name) = unsafe { (&*r, &mut *v, &*(data as *const ngx_str_t)) };
+    let Some(ctx) = request_ctx(r) else {
+        return not_found(v);
+    };
+    let claim = name
+        .as_bytes()
+        .get(CLAIM_PREFIX.len()..)
+        .unwrap_or_default();
+    let Ok(claim) = core::str::from_utf8(claim) else {
+        return not_found(v);
+    };
+    match ctx.claim(claim) {
+        Ok(Some(text)) => set_value(r, v, text.as_bytes()),
+        Ok(None) | Err(_) => not_found(v),
+    }
+}
