@@ -252,10 +252,10 @@ unsafe fn children<'a>(clcf: &ngx_http_core_loc_conf_t) -> Vec<&'a ngx_http_core
 
 /// # Safety
 /// As for `children`.
-unsafe fn collect_needs<'a>(
+unsafe fn collect_needs(
     clcf: &ngx_http_core_loc_conf_t,
     inherited: Option<&RequestUri>,
-    all: &mut Vec<&'a ngx_http_core_loc_conf_t>,
+    all: &mut Vec<&ngx_http_core_loc_conf_t>,
     needs: &mut Vec<Vec<u8>>,
 ) {
     // SAFETY: per the caller.
@@ -289,7 +289,7 @@ fn served_by_own_location(uri: &[u8], locations: &[&ngx_http_core_loc_conf_t]) -
 
 fn check_request_locations(cf: &mut ngx_conf_t) -> Result<(), String> {
     // SAFETY: cf->ctx is the http block's ngx_http_conf_ctx_t during init_main_conf.
-    let http_ctx = unsafe { &*((*cf).ctx as *const ngx_http_conf_ctx_t) };
+    let http_ctx = unsafe { &*(cf.ctx as *const ngx_http_conf_ctx_t) };
     // SAFETY: as above.
     let http_level = unsafe { identity_conf(http_ctx.loc_conf) }.request.clone();
     // SAFETY: the core main conf and its servers array are complete after parsing.

@@ -160,7 +160,15 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t) -> Answer {
     // SAFETY: headers_out.headers is the subrequest's live response header list.
     unsafe {
         headers_in::visit(&sr.headers_out.headers, |name, value| {
-            if relayed_header(answer.status, &name.to_ascii_lowercase()) {
+            // One of each, non-empty: a client must not get two Location headers.
+            let seen = answer
+                .relay_headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !seen
+                && !value.is_empty()
+                && relayed_header(answer.status, &name.to_ascii_lowercase())
+            {
                 answer.relay_headers.push((name.to_vec(), value.to_vec()));
             }
         })

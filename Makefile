@@ -1,0 +1,51 @@
+# ngx-identity: build, test and demo against Debian's nginx (/usr/sbin/nginx).
+SHELL := /bin/bash
+NGINX ?= /usr/sbin/nginx
+NGINX_BUILD_DIR := $(CURDIR)/build/nginx/objs
+export NGINX_BUILD_DIR
+MODULE := $(CURDIR)/build/modules/ngx_http_identity_module.so
+ECHO_MODULE := /usr/lib/nginx/modules/ngx_http_echo_module.so
+CARGO ?= cargo
+
+.PHONY: all deps module test check unit t run stop bench clean
+
+all: module
+
+deps:
+	@bash scripts/deps.sh
+
+$(NGINX_BUILD_DIR)/ngx_auto_config.h: | deps
+	@bash scripts/nginx-build.sh >/dev/null
+
+module: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
+	$(CARGO) build --release --locked
+	@mkdir -p build/modules
+	@cp target/release/libngx_http_identity_module.so $(MODULE)
+	@echo "module: $(MODULE)"
+
+# fmt and clippy with -D warnings, as CI wants them.
+check: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+unit: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
+	$(CARGO) test --release --locked
+
+# The Test::Nginx suite against the real nginx binary, with the module loaded.
+t: module
+	TEST_NGINX_BINARY=$(NGINX) \
+	TEST_NGINX_LOAD_MODULES="$(ECHO_MODULE) $(MODULE)" \
+	prove -r t
+
+test: check unit t
+
+# Demo: Debian's nginx with nginx-conf/demo.conf (gateway, mock user service, mock
+# business service on localhost).
+run: module
+	@bash scripts/demo.sh start
+
+stop:
+	@bash scripts/demo.sh stop
+
+clean:
+	rm -rf build target t/servroot*
