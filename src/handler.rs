@@ -61,6 +61,11 @@ pub struct RequestCtx {
     /// `None` until decided.
     pub status: Option<IdentityStatus>,
     pub answer: Answer,
+    /// The identity subrequest, while one runs; its body filter fills `body`.
+    pub subrequest: *mut ngx_http_request_t,
+    pub body: Vec<u8>,
+    pub body_overflow: bool,
+    pub max_size: usize,
     /// Whether `$identity` and `$identity_claim_*` may read the answer's body.
     pub identity_visible: bool,
     claims: Option<Result<Claims, ClaimsError>>,
@@ -72,6 +77,10 @@ impl RequestCtx {
             state: State::Waiting,
             status: None,
             answer: Answer::default(),
+            subrequest: ptr::null_mut(),
+            body: Vec::new(),
+            body_overflow: false,
+            max_size: 0,
             identity_visible: false,
             claims: None,
         }

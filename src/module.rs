@@ -15,7 +15,7 @@ use ngx::ffi::{
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::config::{self, IdentityConf, RequestUri};
-use crate::{handler, variables};
+use crate::{handler, subrequest, variables};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -189,6 +189,7 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     }
     // SAFETY: slot is a fresh element of that array.
     unsafe { *slot = Some(handler::access_handler) };
+    subrequest::install_body_filter();
     0
 }
 

@@ -5,14 +5,15 @@ use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_alloc_chain_link, ngx_create_temp_buf, ngx_http_post_subrequest_t, ngx_http_request_body_t,
-    ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t,
-    NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_HTTP_SUBREQUEST_WAITED,
+    ngx_chain_t, ngx_http_output_body_filter_pt, ngx_http_post_subrequest_t,
+    ngx_http_request_body_t, ngx_http_request_t, ngx_http_subrequest, ngx_http_top_body_filter,
+    ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t, NGX_HTTP_SUBREQUEST_IN_MEMORY,
+    NGX_HTTP_SUBREQUEST_WAITED,
 };
 use ngx::ngx_log_debug;
 
 use crate::decision::relayed_header;
-use crate::handler::{Answer, RequestCtx, State};
+use crate::handler::{request_ctx, Answer, RequestCtx, State};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
 
@@ -73,23 +74,8 @@ pub fn start(
     hin.keep_alive = ptr::null_mut();
     hin.expect = ptr::null_mut();
 
-    // The body lands in this buffer: nginx's in-memory filter appends to an existing
-    // `out` buffer and fails the subrequest when it is full, which makes
-    // identity_max_size the one limit instead of subrequest_output_buffer_size.
-    // SAFETY: the request pool outlives the subrequest.
-    let b = unsafe { ngx_create_temp_buf(r.pool, max_size) };
-    // SAFETY: as above.
-    let out = unsafe { ngx_alloc_chain_link(r.pool) };
-    if b.is_null() || out.is_null() {
-        return Err(());
-    }
-    // SAFETY: b and out are fresh allocations.
-    unsafe {
-        (*b).set_last_buf(1);
-        (*out).buf = b;
-        (*out).next = ptr::null_mut();
-    }
-    sr.out = out;
+    ctx.subrequest = sr;
+    ctx.max_size = max_size;
     Ok(())
 }
 
@@ -106,7 +92,9 @@ unsafe extern "C" fn subrequest_done(
         State::Answered => ctx.answer.failure,
         _ => None,
     };
-    ctx.answer = read_answer(sr, rc);
+    // Not moved out: nginx may call this again after an error page, which the filter
+    // also collects.
+    ctx.answer = read_answer(sr, rc, ctx.body.clone(), ctx.body_overflow);
     if ctx.answer.failure.is_none() {
         ctx.answer.failure = earlier_failure;
     }
@@ -127,7 +115,7 @@ unsafe extern "C" fn subrequest_done(
     rc
 }
 
-fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t) -> Answer {
+fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: bool) -> Answer {
     let status = if (SPECIAL_RESPONSE..1000).contains(&rc) {
         rc as usize
     } else {
@@ -137,25 +125,15 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t) -> Answer {
         status: u16::try_from(status).unwrap_or(0),
         ..Answer::default()
     };
-    // SAFETY: sr->out is the buffer set in `start` (or nginx's own), in the shared pool.
-    let (body, full) = unsafe {
-        match sr.out.as_ref().and_then(|out| out.buf.as_ref()) {
-            Some(b) if !b.pos.is_null() => (
-                core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize),
-                b.last == b.end,
-            ),
-            _ => (&[][..], false),
-        }
-    };
-    if rc == NGX_ERROR {
-        answer.failure = Some(if full {
-            "the user service's body is larger than identity_max_size"
-        } else {
-            "the identity subrequest failed"
-        });
+    if overflow {
+        answer.failure = Some("the user service's body is larger than identity_max_size");
         return answer;
     }
-    answer.body = body.to_vec();
+    if rc == NGX_ERROR {
+        answer.failure = Some("the identity subrequest failed");
+        return answer;
+    }
+    answer.body = body;
     answer.content_type = sr.headers_out.content_type.as_bytes().to_vec();
     // SAFETY: headers_out.headers is the subrequest's live response header list.
     unsafe {
@@ -174,4 +152,67 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t) -> Answer {
         })
     };
     answer
+}
+
+static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
+
+/// Puts `body_filter` at the head of nginx's body filter chain; from postconfiguration.
+pub fn install_body_filter() {
+    // SAFETY: configuration time, single-threaded; nginx's own filters do the same.
+    unsafe {
+        NEXT_BODY_FILTER = ngx_http_top_body_filter;
+        ngx_http_top_body_filter = Some(body_filter);
+    }
+}
+
+/// Collects the identity subrequest's body into its request context, up to
+/// identity_max_size, and consumes it so nothing else sees it. Reading the whole
+/// response and only recording an overflow keeps the upstream connection healthy and
+/// the client's connection open, where nginx's own in-memory limit would close it.
+unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
+    // SAFETY: nginx calls body filters with a live request.
+    let r_ref = unsafe { &*r };
+    match request_ctx(r_ref) {
+        Some(ctx) if ptr::eq(ctx.subrequest, r) => {
+            // SAFETY: chain is nginx's list of buffers for this call.
+            unsafe { collect(ctx, chain) };
+            NGX_OK
+        }
+        // SAFETY: the next filter was recorded at configuration time.
+        _ => match unsafe { NEXT_BODY_FILTER } {
+            Some(next) => unsafe { next(r, chain) },
+            None => NGX_ERROR,
+        },
+    }
+}
+
+/// # Safety
+/// `chain` is null or a valid chain of buffers owned by nginx.
+unsafe fn collect(ctx: &mut RequestCtx, mut chain: *mut ngx_chain_t) {
+    // SAFETY: per the caller.
+    while let Some(link) = unsafe { chain.as_ref() } {
+        // SAFETY: a chain link's buf is valid.
+        if let Some(b) = unsafe { link.buf.as_mut() } {
+            if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
+                // Spilled to a temp file: only happens far past any sane identity size.
+                ctx.body_overflow = true;
+                b.file_pos = b.file_last;
+            } else if !b.pos.is_null() && b.last > b.pos {
+                // SAFETY: pos..last is the buffer's readable data.
+                let data = unsafe {
+                    core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize)
+                };
+                if ctx.body.len() + data.len() > ctx.max_size {
+                    ctx.body_overflow = true;
+                } else {
+                    ctx.body.extend_from_slice(data);
+                }
+                b.pos = b.last;
+                if b.in_file() != 0 {
+                    b.file_pos = b.file_last;
+                }
+            }
+        }
+        chain = link.next;
+    }
 }
