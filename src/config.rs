@@ -6,12 +6,17 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_parse_size, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG,
+    ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t,
+    NGX_LOG_EMERG,
 };
 use ngx::ngx_conf_log_error;
 
+use crate::cache::{init_zone, CacheZone, LockPolicy};
+use crate::cache_entry::{parse_status_range, ValidRule, DEFAULT_VALID};
 use crate::decision::{OnError, Policy};
 use crate::header::{cookie_names_in_key, header_names_match, is_valid_header_name};
+use crate::module::{allocate_in_pool, module};
 
 /// `identity_max_size` when unset.
 pub const DEFAULT_MAX_SIZE: usize = 8 * 1024;
@@ -31,6 +36,8 @@ pub enum ConfigError {
     ComplexValue,
     #[error("out of memory")]
     NoMemory,
+    #[error("zone \"{0}\" is already defined")]
+    DuplicateZone(String),
 }
 
 /// One `identity_header name value`.
@@ -65,6 +72,14 @@ pub struct IdentityConf {
     pub spoofable: Vec<Vec<u8>>,
     /// Cookie names `identity_strip_cookie on` removes, read from the key.
     pub session_cookies: Vec<Vec<u8>>,
+    /// `identity_cache`: `Some(null)` is `off`.
+    pub cache: Option<*mut ngx_shm_zone_t>,
+    pub cache_valid: Option<Vec<ValidRule>>,
+    pub cache_use_stale: Option<u32>,
+    pub cache_lock: Option<bool>,
+    pub cache_lock_timeout_ms: Option<u64>,
+    /// `identity_cache_purge`: this location is a purge handler for that zone.
+    pub purge_zone: *mut ngx_shm_zone_t,
 }
 
 impl Default for IdentityConf {
@@ -81,6 +96,12 @@ impl Default for IdentityConf {
             max_size: None,
             spoofable: Vec::new(),
             session_cookies: Vec::new(),
+            cache: None,
+            cache_valid: None,
+            cache_use_stale: None,
+            cache_lock: None,
+            cache_lock_timeout_ms: None,
+            purge_zone: ptr::null_mut(),
         }
     }
 }
@@ -103,6 +124,26 @@ impl IdentityConf {
 
     pub fn max_size(&self) -> usize {
         self.max_size.unwrap_or(DEFAULT_MAX_SIZE)
+    }
+
+    /// The cache zone in use here, if any.
+    pub fn cache_zone(&self) -> Option<&CacheZone> {
+        zone_of(self.cache.unwrap_or(ptr::null_mut()))
+    }
+
+    pub fn cache_valid(&self) -> &[ValidRule] {
+        self.cache_valid.as_deref().unwrap_or(&DEFAULT_VALID)
+    }
+
+    pub fn cache_use_stale(&self) -> u32 {
+        self.cache_use_stale.unwrap_or(0)
+    }
+
+    pub fn lock_policy(&self) -> LockPolicy {
+        LockPolicy {
+            enabled: self.cache_lock.unwrap_or(true),
+            timeout_ms: self.cache_lock_timeout_ms.unwrap_or(5000),
+        }
     }
 
     pub fn identity_headers(&self) -> &[IdentityHeader] {
@@ -139,6 +180,13 @@ impl IdentityConf {
         self.on_error = self.on_error.or(prev.on_error);
         self.strip_cookie = self.strip_cookie.or(prev.strip_cookie);
         self.max_size = self.max_size.or(prev.max_size);
+        self.cache = self.cache.or(prev.cache);
+        if self.cache_valid.is_none() {
+            self.cache_valid = prev.cache_valid.clone();
+        }
+        self.cache_use_stale = self.cache_use_stale.or(prev.cache_use_stale);
+        self.cache_lock = self.cache_lock.or(prev.cache_lock);
+        self.cache_lock_timeout_ms = self.cache_lock_timeout_ms.or(prev.cache_lock_timeout_ms);
 
         let mut spoofable = prev.spoofable.clone();
         let own = self
@@ -344,6 +392,180 @@ fn identity_max_size(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(),
     set_once(&mut conf.max_size, size as usize)
 }
 
+/// The configuration-side handle of a zone, once `identity_cache_zone` defined it.
+pub fn zone_of<'a>(shm: *mut ngx_shm_zone_t) -> Option<&'a CacheZone> {
+    // SAFETY: a zone's data is null or the CacheZone set by identity_cache_zone.
+    unsafe {
+        shm.as_ref()
+            .and_then(|z| (z.data as *const CacheZone).as_ref())
+    }
+}
+
+/// A zone by name; created with size 0 when not (yet) defined, as nginx's own modules do,
+/// and nginx refuses to start if no `identity_cache_zone` gives it a size.
+fn zone_named(cf: &mut ngx_conf_t, name: &ngx_str_t) -> Result<*mut ngx_shm_zone_t, ConfigError> {
+    let mut name = *name;
+    // SAFETY: cf is live; the tag is this module, so names cannot collide with others'.
+    let shm =
+        unsafe { ngx_shared_memory_add(cf, &mut name, 0, module() as *const _ as *mut c_void) };
+    if shm.is_null() {
+        return Err(ConfigError::NoMemory);
+    }
+    Ok(shm)
+}
+
+fn parse_seconds(value: &ngx_str_t) -> Result<u32, ConfigError> {
+    let mut v = *value;
+    // SAFETY: ngx_parse_time only reads v.
+    let secs = unsafe { ngx_parse_time(&mut v, 1) };
+    u32::try_from(secs)
+        .map_err(|_| ConfigError::InvalidValue(text(value), "it must be a time such as 60s or 10m"))
+}
+
+fn identity_cache_zone(cf: &mut ngx_conf_t, _conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let bytes = value.as_bytes();
+    let invalid =
+        || ConfigError::InvalidValue(text(&value), "it must be name:size, e.g. users:32m");
+    let colon = bytes.iter().position(|&b| b == b':').ok_or_else(invalid)?;
+    if colon == 0 {
+        return Err(invalid());
+    }
+    let mut size_str = ngx_str_t {
+        len: bytes.len() - colon - 1,
+        // SAFETY: within value's bytes.
+        data: unsafe { value.data.add(colon + 1) },
+    };
+    // SAFETY: ngx_parse_size only reads size_str.
+    let size = unsafe { ngx_parse_size(&mut size_str) };
+    if size < 64 * 1024 {
+        return Err(ConfigError::InvalidValue(
+            text(&value),
+            "the zone size must be at least 64k",
+        ));
+    }
+    let mut name = ngx_str_t {
+        len: colon,
+        data: value.data,
+    };
+    // SAFETY: cf is live; the tag is this module.
+    let shm = unsafe {
+        ngx_shared_memory_add(
+            cf,
+            &mut name,
+            size as usize,
+            module() as *const _ as *mut c_void,
+        )
+    };
+    // SAFETY: a non-null result is nginx's zone entry.
+    let Some(shm) = (unsafe { shm.as_mut() }) else {
+        return Err(ConfigError::NoMemory);
+    };
+    if !shm.data.is_null() {
+        return Err(ConfigError::DuplicateZone(text(&name)));
+    }
+    let zone = CacheZone::new(text(&name), shm);
+    let data = allocate_in_pool(cf.pool, zone);
+    if data.is_null() {
+        return Err(ConfigError::NoMemory);
+    }
+    shm.data = data;
+    shm.init = Some(init_zone);
+    Ok(())
+}
+
+fn identity_cache(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let zone = if value.as_bytes() == b"off" {
+        ptr::null_mut()
+    } else {
+        zone_named(cf, &value)?
+    };
+    set_once(&mut conf.cache, zone)
+}
+
+fn identity_cache_valid(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let a = unsafe { args(cf) };
+    let ttl = parse_seconds(&a[a.len() - 1])?;
+    let codes = &a[1..a.len() - 1];
+    let rules = conf.cache_valid.get_or_insert_with(Vec::new);
+    if codes.is_empty() {
+        rules.push(ValidRule {
+            min: 200,
+            max: 299,
+            ttl,
+        });
+    }
+    for code in codes {
+        let (min, max) = core::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(parse_status_range)
+            .ok_or_else(|| {
+                ConfigError::InvalidValue(
+                    text(code),
+                    "it must be a status from 100 to 499, 1xx to 4xx, or \"any\" (5xx is never cached)",
+                )
+            })?;
+        rules.push(ValidRule { min, max, ttl });
+    }
+    Ok(())
+}
+
+fn identity_cache_use_stale(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let secs = if value.as_bytes() == b"off" {
+        0
+    } else {
+        parse_seconds(&value)?
+    };
+    set_once(&mut conf.cache_use_stale, secs)
+}
+
+fn identity_cache_lock(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = on_off(&unsafe { args(cf) }[1])?;
+    set_once(&mut conf.cache_lock, value)
+}
+
+fn identity_cache_lock_timeout(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let mut value = unsafe { args(cf) }[1];
+    let original = value;
+    // SAFETY: ngx_parse_time only reads value.
+    let ms = unsafe { ngx_parse_time(&mut value, 0) };
+    let ms = u64::try_from(ms).ok().filter(|&ms| ms > 0).ok_or_else(|| {
+        ConfigError::InvalidValue(text(&original), "it must be a time such as 5s or 500ms")
+    })?;
+    set_once(&mut conf.cache_lock_timeout_ms, ms)
+}
+
+fn identity_cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    if !conf.purge_zone.is_null() {
+        return Err(ConfigError::Duplicate);
+    }
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    conf.purge_zone = zone_named(cf, &value)?;
+    // SAFETY: in a location, cf->ctx is its ngx_http_conf_ctx_t with the core loc conf.
+    unsafe {
+        let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
+        let clcf =
+            *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
+        (*clcf).handler = Some(crate::purge::purge_handler);
+    }
+    Ok(())
+}
+
 type DirectiveFn = fn(&mut ngx_conf_t, &mut IdentityConf) -> Result<(), ConfigError>;
 
 /// Turns nginx's directive callback into a call of a safe parser, and its error into
@@ -388,3 +610,10 @@ directive_shim!(set_identity_anonymous, identity_anonymous);
 directive_shim!(set_identity_on_error, identity_on_error);
 directive_shim!(set_identity_strip_cookie, identity_strip_cookie);
 directive_shim!(set_identity_max_size, identity_max_size);
+directive_shim!(set_identity_cache_zone, identity_cache_zone);
+directive_shim!(set_identity_cache, identity_cache);
+directive_shim!(set_identity_cache_valid, identity_cache_valid);
+directive_shim!(set_identity_cache_use_stale, identity_cache_use_stale);
+directive_shim!(set_identity_cache_lock, identity_cache_lock);
+directive_shim!(set_identity_cache_lock_timeout, identity_cache_lock_timeout);
+directive_shim!(set_identity_cache_purge, identity_cache_purge);

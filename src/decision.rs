@@ -1,6 +1,21 @@
 //! What a user-service answer means for the client's request: pure policy, no nginx.
 //! The answer may come from the subrequest or, later, from a cache; both go through here.
 
+/// What the user service said, however it was obtained.
+#[derive(Default)]
+pub struct Answer {
+    /// The HTTP status; 0 when there was none.
+    pub status: u16,
+    /// Why the answer cannot be used whatever its status, if it cannot.
+    pub failure: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub content_type: Vec<u8>,
+    /// Headers relayed to the client with a refusal (name, value).
+    pub relay_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The user service's Cache-Control, which may shorten how long this is cached.
+    pub cache_control: Vec<u8>,
+}
+
 /// `$identity_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityStatus {
@@ -14,6 +29,14 @@ pub enum IdentityStatus {
     Denied,
     /// The user service gave no usable answer.
     Error,
+    /// Accepted, from the cache.
+    Hit,
+    /// Accepted, from the user service, and cached when allowed.
+    Miss,
+    /// Accepted from an expired entry, because the user service is failing.
+    Stale,
+    /// Accepted from another request's call, waited for.
+    Coalesced,
 }
 
 impl IdentityStatus {
@@ -24,6 +47,10 @@ impl IdentityStatus {
             IdentityStatus::Anonymous => "ANONYMOUS",
             IdentityStatus::Denied => "DENIED",
             IdentityStatus::Error => "ERROR",
+            IdentityStatus::Hit => "HIT",
+            IdentityStatus::Miss => "MISS",
+            IdentityStatus::Stale => "STALE",
+            IdentityStatus::Coalesced => "COALESCED",
         }
     }
 }

@@ -10,16 +10,18 @@ use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_http_complex_value,
-    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_output_filter,
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t,
-    NGX_LOG_ERR,
+    ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_event_t, ngx_http_complex_value,
+    ngx_http_core_run_phases, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_header,
+    ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
 };
 use ngx::ngx_log_error;
 
+use crate::cache::{CacheZone, Lookup};
+use crate::cache_entry::{ttl_for, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
 use crate::config::IdentityConf;
-use crate::decision::{IdentityStatus, Verdict};
+use crate::decision::{Answer, IdentityStatus, Verdict};
 use crate::header::{check_header_value, header_names_match, strip_cookies, UnsafeValue};
 use crate::headers_in::{self, Edit, NoMemory};
 use crate::module::{allocate_in_pool, module};
@@ -32,23 +34,12 @@ const NGX_DONE: ngx_int_t = -4;
 const NGX_DECLINED: ngx_int_t = -5;
 const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
-/// What the user service said, however it was obtained.
-#[derive(Default)]
-pub struct Answer {
-    /// The HTTP status; 0 when there was none.
-    pub status: u16,
-    /// Why the answer cannot be used whatever its status, if it cannot.
-    pub failure: Option<&'static str>,
-    pub body: Vec<u8>,
-    pub content_type: Vec<u8>,
-    /// Headers relayed to the client with a refusal (name, value).
-    pub relay_headers: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
 /// Where a request is in the exchange.
 pub enum State {
     /// The subrequest is in flight.
     Waiting,
+    /// Another request (in any worker) is asking for the same key; a timer looks again.
+    WaitingForPeer,
     /// The answer is in; the next visit applies it.
     Answered,
     /// Applied; a later visit of the access phase returns the same result.
@@ -69,6 +60,48 @@ pub struct RequestCtx {
     /// Whether `$identity` and `$identity_claim_*` may read the answer's body.
     pub identity_visible: bool,
     claims: Option<Result<Claims, ClaimsError>>,
+    /// The cache entry this request uses, when `identity_cache` is on.
+    cache: Option<CacheUse>,
+    /// Whether `answer` came from this request's own subrequest.
+    fetched: bool,
+    wait: WaitTimer,
+}
+
+/// This request's part in a cache zone.
+struct CacheUse {
+    zone: *const CacheZone,
+    tag: [u8; TAG_LEN],
+    outcome: IdentityStatus,
+    holds_lock: bool,
+}
+
+impl CacheUse {
+    fn zone(&self) -> &CacheZone {
+        // SAFETY: zones live in the configuration, which outlives every request.
+        unsafe { &*self.zone }
+    }
+}
+
+/// The timer a waiting request sleeps on; never a blocking wait.
+struct WaitTimer {
+    event: ngx_event_t,
+    since_ms: u64,
+    delay_ms: u64,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if self.wait.event.timer_set() != 0 {
+            // SAFETY: the event is in the timer tree and is about to be freed.
+            unsafe { nginx_sys::ngx_del_timer(&mut self.wait.event) };
+        }
+        if let Some(cache) = &self.cache {
+            if cache.holds_lock {
+                // The request ended before its call did: let waiters call themselves.
+                cache.zone().release(&cache.tag);
+            }
+        }
+    }
 }
 
 impl RequestCtx {
@@ -83,6 +116,14 @@ impl RequestCtx {
             max_size: 0,
             identity_visible: false,
             claims: None,
+            cache: None,
+            fetched: false,
+            wait: WaitTimer {
+                // SAFETY: an all-zero event is nginx's idle state (ngx_pcalloc'd events).
+                event: unsafe { core::mem::zeroed() },
+                since_ms: 0,
+                delay_ms: 0,
+            },
         }
     }
 
@@ -169,24 +210,13 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
         return match ctx.state {
             State::Waiting => Ok(NGX_AGAIN),
             State::Finished(rc) => Ok(rc),
-            State::Answered => {
-                let verdict = conf
-                    .policy()
-                    .answer(ctx.answer.status, ctx.answer.failure.is_some());
-                if let Some(reason) = ctx.answer.failure {
-                    ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
-                } else if verdict == conf.policy().error() {
-                    ngx_log_error!(
-                        NGX_LOG_ERR,
-                        r.connection_log(),
-                        "identity: the user service answered {}",
-                        ctx.answer.status
-                    );
-                }
-                let rc = apply(r, conf, ctx, verdict)?;
-                ctx.state = State::Finished(rc);
-                Ok(rc)
+            // A wake-up that is not the timer's (the request's own write event).
+            State::WaitingForPeer if ctx.wait.event.timer_set() != 0 => Ok(NGX_AGAIN),
+            State::WaitingForPeer => {
+                let since = ctx.wait.since_ms;
+                consult_cache(r, conf, ctx, Some(since))
             }
+            State::Answered => finish(r, conf, ctx),
         };
     }
 
@@ -200,9 +230,9 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
             }
         })?;
     }
-    let Some(uri) = conf.enabled() else {
+    if conf.enabled().is_none() {
         return Ok(NGX_DECLINED);
-    };
+    }
 
     let ctx = allocate_in_pool(r.pool, RequestCtx::new()) as *mut RequestCtx;
     // SAFETY: a non-null result is an initialised RequestCtx living as long as the request.
@@ -224,10 +254,171 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
         return Ok(rc);
     }
 
-    // The cache lookup goes here: on a hit it fills ctx.answer and sets State::Answered.
-    subrequest::start(r, uri, ctx, conf.max_size()).map_err(|()| HandlerError::Subrequest)?;
+    if let Some(zone) = conf.cache_zone() {
+        if let Some(tag) = zone.tag(key.as_bytes()) {
+            ctx.cache = Some(CacheUse {
+                zone,
+                tag,
+                outcome: IdentityStatus::Miss,
+                holds_lock: false,
+            });
+            return consult_cache(r, conf, ctx, None);
+        }
+    }
+    fetch(r, conf, ctx)
+}
+
+/// Starts the subrequest; the answer arrives in `ctx.answer`.
+fn fetch(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &mut RequestCtx,
+) -> Result<ngx_int_t, HandlerError> {
+    let Some(uri) = conf.enabled() else {
+        return Ok(NGX_DECLINED);
+    };
+    if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
+        if let Some(cache) = ctx.cache.as_mut().filter(|c| c.holds_lock) {
+            cache.holds_lock = false;
+            cache.zone().fail(&cache.tag);
+        }
+        return Err(HandlerError::Subrequest);
+    }
+    ctx.fetched = true;
     ctx.state = State::Waiting;
     Ok(NGX_AGAIN)
+}
+
+/// Looks the key up; `waiting_since_ms` is set when this request waited for another's call.
+fn consult_cache(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &mut RequestCtx,
+    waiting_since_ms: Option<u64>,
+) -> Result<ngx_int_t, HandlerError> {
+    let Some(cache) = ctx.cache.as_mut() else {
+        return fetch(r, conf, ctx);
+    };
+    let waited = waiting_since_ms.is_some();
+    match cache
+        .zone()
+        .lookup(&cache.tag, conf.lock_policy(), waiting_since_ms)
+    {
+        Lookup::Fresh(answer) => {
+            cache.outcome = if waited {
+                IdentityStatus::Coalesced
+            } else {
+                IdentityStatus::Hit
+            };
+            ctx.answer = answer;
+            finish(r, conf, ctx)
+        }
+        Lookup::PeerFailed(stale) => {
+            match stale {
+                Some(answer) => {
+                    cache.outcome = IdentityStatus::Stale;
+                    ctx.answer = answer;
+                }
+                None => {
+                    ctx.answer = Answer {
+                        failure: Some("the user service call this request waited for failed"),
+                        ..Answer::default()
+                    };
+                }
+            }
+            finish(r, conf, ctx)
+        }
+        Lookup::Wait => {
+            wait_for_peer(r, ctx);
+            Ok(NGX_AGAIN)
+        }
+        Lookup::Fetch { locked } => {
+            cache.holds_lock = locked;
+            cache.outcome = IdentityStatus::Miss;
+            fetch(r, conf, ctx)
+        }
+    }
+}
+
+fn wait_for_peer(r: &mut ngx_http_request_t, ctx: &mut RequestCtx) {
+    let wait = &mut ctx.wait;
+    if !matches!(ctx.state, State::WaitingForPeer) {
+        // SAFETY: plain read of nginx's cached clock.
+        wait.since_ms = unsafe { ngx::ffi::ngx_current_msec } as u64;
+        wait.delay_ms = 5;
+        wait.event.handler = Some(wake_waiter);
+        wait.event.data = r as *mut ngx_http_request_t as *mut c_void;
+        // SAFETY: a live request's connection has a log.
+        wait.event.log = unsafe { (*r.connection).log };
+    } else {
+        wait.delay_ms = (wait.delay_ms * 2).min(40);
+    }
+    ctx.state = State::WaitingForPeer;
+    // SAFETY: the event lives in the request's context until the request ends, and
+    // RequestCtx's Drop removes it from the timer tree.
+    unsafe { nginx_sys::ngx_add_timer(&mut wait.event, wait.delay_ms as _) };
+}
+
+unsafe extern "C" fn wake_waiter(ev: *mut ngx_event_t) {
+    // SAFETY: the event's data is the waiting main request, alive while its timer is.
+    let r = unsafe { (*ev).data as *mut ngx_http_request_t };
+    // SAFETY: as above.
+    let c = unsafe { (*r).connection };
+    // SAFETY: resuming the phase engine where the access handler returned NGX_AGAIN, as
+    // nginx's limit_req does after its delay.
+    unsafe {
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// Applies an answer, keeping it in the cache first when it came from the user service.
+fn finish(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &mut RequestCtx,
+) -> Result<ngx_int_t, HandlerError> {
+    let policy = conf.policy();
+    let usable =
+        ctx.answer.failure.is_none() && policy.answer(ctx.answer.status, false) != policy.error();
+    if ctx.fetched {
+        if let Some(reason) = ctx.answer.failure {
+            ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
+        } else if !usable {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.connection_log(),
+                "identity: the user service answered {}",
+                ctx.answer.status
+            );
+        }
+        if let Some(cache) = ctx.cache.as_mut() {
+            let held = core::mem::replace(&mut cache.holds_lock, false);
+            if usable {
+                let ttl = ttl_for(
+                    conf.cache_valid(),
+                    ctx.answer.status,
+                    &ctx.answer.cache_control,
+                );
+                if held || ttl.is_some() {
+                    cache
+                        .zone()
+                        .store(&cache.tag, &ctx.answer, ttl, conf.cache_use_stale());
+                }
+            } else if let Some(stale) = if held {
+                cache.zone().fail(&cache.tag)
+            } else {
+                None
+            } {
+                cache.outcome = IdentityStatus::Stale;
+                ctx.answer = stale;
+            }
+        }
+    }
+    let verdict = policy.answer(ctx.answer.status, ctx.answer.failure.is_some());
+    let rc = apply(r, conf, ctx, verdict)?;
+    ctx.state = State::Finished(rc);
+    Ok(rc)
 }
 
 /// Carries out a verdict; returns what the access handler returns.
@@ -243,7 +434,7 @@ fn apply(
                 for (h, value) in headers {
                     headers_in::add_request_header(r, &h.name, &h.lowcase_name, &value)?;
                 }
-                ctx.status = Some(IdentityStatus::Ok);
+                ctx.status = Some(ctx.cache.as_ref().map_or(IdentityStatus::Ok, |c| c.outcome));
                 strip_session_cookie(r, conf)?;
                 Ok(NGX_OK)
             }

@@ -5,10 +5,13 @@
 //! The nginx-free logic (header rules, claims, policy) lives in `header`, `claims` and
 //! `decision` and is unit tested; the FFI layer around it is compiled only for nginx.
 
+pub mod cache_entry;
 pub mod claims;
 pub mod decision;
 pub mod header;
 
+#[cfg(not(test))]
+mod cache;
 #[cfg(not(test))]
 mod config;
 #[cfg(not(test))]
@@ -17,6 +20,8 @@ mod handler;
 mod headers_in;
 #[cfg(not(test))]
 mod module;
+#[cfg(not(test))]
+mod purge;
 #[cfg(not(test))]
 mod subrequest;
 #[cfg(not(test))]

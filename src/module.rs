@@ -8,9 +8,9 @@ use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_core_srv_conf_t, ngx_http_handler_pt,
     ngx_http_location_queue_t, ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t,
-    ngx_module_t, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE,
-    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    ngx_module_t, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
+    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_string};
 
@@ -34,7 +34,7 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 9] = [
+static mut COMMANDS: [ngx_command_t; 16] = [
     command(
         ngx_string!("identity_request"),
         NGX_CONF_TAKE1,
@@ -75,6 +75,47 @@ static mut COMMANDS: [ngx_command_t; 9] = [
         NGX_CONF_TAKE1,
         config::set_identity_max_size,
     ),
+    ngx_command_t {
+        name: ngx_string!("identity_cache_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_identity_cache_zone),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    command(
+        ngx_string!("identity_cache"),
+        NGX_CONF_TAKE1,
+        config::set_identity_cache,
+    ),
+    command(
+        ngx_string!("identity_cache_valid"),
+        NGX_CONF_1MORE,
+        config::set_identity_cache_valid,
+    ),
+    command(
+        ngx_string!("identity_cache_use_stale"),
+        NGX_CONF_TAKE1,
+        config::set_identity_cache_use_stale,
+    ),
+    command(
+        ngx_string!("identity_cache_lock"),
+        NGX_CONF_TAKE1,
+        config::set_identity_cache_lock,
+    ),
+    command(
+        ngx_string!("identity_cache_lock_timeout"),
+        NGX_CONF_TAKE1,
+        config::set_identity_cache_lock_timeout,
+    ),
+    ngx_command_t {
+        name: ngx_string!("identity_cache_purge"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_identity_cache_purge),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 

@@ -13,7 +13,8 @@ use ngx::ffi::{
 use ngx::ngx_log_debug;
 
 use crate::decision::relayed_header;
-use crate::handler::{request_ctx, Answer, RequestCtx, State};
+use crate::decision::Answer;
+use crate::handler::{request_ctx, RequestCtx, State};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
 
@@ -138,6 +139,12 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
     // SAFETY: headers_out.headers is the subrequest's live response header list.
     unsafe {
         headers_in::visit(&sr.headers_out.headers, |name, value| {
+            if name.eq_ignore_ascii_case(b"cache-control") {
+                if !answer.cache_control.is_empty() {
+                    answer.cache_control.push(b',');
+                }
+                answer.cache_control.extend_from_slice(value);
+            }
             // One of each, non-empty: a client must not get two Location headers.
             let seen = answer
                 .relay_headers

@@ -1,0 +1,51 @@
+//! `identity_cache_purge zone`: a content handler that removes the entry of the
+//! credential the request carries (its `identity_key`), e.g. when the user logs out.
+
+use ngx::ffi::{
+    ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_request_t,
+    ngx_http_send_header, ngx_int_t, ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
+};
+
+use crate::config::zone_of;
+use crate::handler::location_conf;
+
+const NGX_OK: ngx_int_t = 0;
+const HTTP_NO_CONTENT: usize = 204;
+const HTTP_NOT_FOUND: ngx_int_t = 404;
+const HTTP_NOT_ALLOWED: ngx_int_t = 405;
+const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
+
+pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a live request.
+    let r = unsafe { &mut *r };
+    if r.method & (NGX_HTTP_DELETE | NGX_HTTP_POST) as usize == 0 {
+        return HTTP_NOT_ALLOWED;
+    }
+    // SAFETY: r is live; the body is not needed.
+    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let conf = location_conf(r);
+    let Some(zone) = zone_of(conf.purge_zone) else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
+    let mut key = ngx_str_t::default();
+    // SAFETY: conf.key is a compiled complex value (merge guarantees one).
+    if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if key.len == 0 {
+        return HTTP_NOT_FOUND;
+    }
+    let Some(tag) = zone.tag(key.as_bytes()) else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
+    if !zone.remove(&tag) {
+        return HTTP_NOT_FOUND;
+    }
+    r.headers_out.status = HTTP_NO_CONTENT;
+    r.headers_out.content_length_n = 0;
+    r.set_header_only(1);
+    // SAFETY: r is live and its headers are set.
+    unsafe { ngx_http_send_header(r) }
+}
