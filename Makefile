@@ -28,7 +28,9 @@ check: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-unit: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
+# Unit tests, then the Rust concurrency tests, which start their own nginx.
+unit: module
+	NGINX_BINARY=$(NGINX) IDENTITY_MODULE=$(MODULE) ECHO_MODULE=$(ECHO_MODULE) \
 	$(CARGO) test --release --locked
 
 # The Test::Nginx suite against the real nginx binary, with the module loaded.
@@ -46,6 +48,10 @@ run: module
 
 stop:
 	@bash scripts/demo.sh stop
+
+# One table of worker CPU per request and requests per second (scripts/bench).
+bench: module
+	@bash scripts/bench
 
 clean:
 	rm -rf build target t/servroot*
