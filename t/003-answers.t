@@ -2,10 +2,10 @@
 use Test::Nginx::Socket 'no_plan';
 
 # Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches $re, without their CR, in order.
+# name matches the pattern (case-insensitively), without their CR, in order.
 sub main::header_lines {
-    my $re = shift;
-    return sub { join "", map { s/\r//r } grep { /^$re:/i } split /^/m, shift };
+    my $names = shift;
+    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
 }
 
 no_shuffle();
@@ -61,7 +61,7 @@ GET /api/x
 --- more_headers
 Cookie: session=s1
 --- response_body_filters eval
-main::header_lines(qr/x-user|x-auth/)
+main::header_lines('x-user|x-auth')
 --- response_body
 X-Auth: via-
 --- error_code: 200
@@ -132,7 +132,7 @@ session expired
 --- http_config
     server {
         listen 127.0.0.1:8101;
-        location /user { return 401 ""; }
+        location /user { echo_status 401; echo -n ""; }
     }
 --- config
     location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
@@ -157,7 +157,7 @@ please log in
 --- http_config
     server {
         listen 127.0.0.1:8101;
-        location /user { return 401 ""; }
+        location /user { echo_status 401; echo -n ""; }
     }
 --- config
     location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
@@ -251,7 +251,7 @@ too many logins
 
 
 
-=== TEST 10: a 401 refusal does not leak WWW-Authenticate-like headers it may not relay
+=== TEST 10: a 403 refusal relays its body but not Retry-After or Location
 --- http_config
     server {
         listen 127.0.0.1:8101;
