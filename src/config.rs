@@ -188,10 +188,14 @@ impl IdentityConf {
         self.cache_lock = self.cache_lock.or(prev.cache_lock);
         self.cache_lock_timeout_ms = self.cache_lock_timeout_ms.or(prev.cache_lock_timeout_ms);
 
+        // The enclosing level's own names count too: the outermost (http) level is only
+        // ever merged as a parent, so its list is built here.
         let mut spoofable = prev.spoofable.clone();
-        let own = self
+        let own = prev
             .strip
             .iter()
+            .chain(prev.identity_headers().iter().map(|h| &h.name))
+            .chain(self.strip.iter())
             .chain(self.identity_headers().iter().map(|h| &h.name));
         for name in own {
             if !spoofable.iter().any(|n| header_names_match(n, name)) {

@@ -1,11 +1,16 @@
 //! The access-phase handler and its per-request state.
 //!
 //! Control flow follows nginx's `auth_request`: the first visit strips spoofed headers,
-//! reads the credential and starts an in-memory subrequest, returning `NGX_AGAIN`; the
-//! subrequest's completion wakes the request, and the next visit applies the answer.
-//! A cache (a separate issue) slots in where the subrequest is started: it fills the
-//! same `Answer` and the rest of the flow is unchanged.
+//! reads the credential and consults the cache or starts an in-memory subrequest,
+//! returning `NGX_AGAIN`; the subrequest's completion (or a waiter's timer) wakes the
+//! request, and the next visit applies the answer. Cache and subrequest fill the same
+//! `Answer`, and one policy (`decision`) turns it into a verdict.
+//!
+//! The context is only ever reached through shared references, with cells for what
+//! changes: nginx calls this module's variable handlers (and header filters that read
+//! them) from inside the calls the handler makes, so no `&mut` may be live then.
 
+use core::cell::{Cell, OnceCell, Ref, RefCell, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr;
 
@@ -20,9 +25,9 @@ use ngx::ngx_log_error;
 use crate::cache::{CacheZone, Lookup};
 use crate::cache_entry::{ttl_for, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
-use crate::config::IdentityConf;
+use crate::config::{IdentityConf, IdentityHeader};
 use crate::decision::{Answer, IdentityStatus, Verdict};
-use crate::header::{check_header_value, header_names_match, strip_cookies, UnsafeValue};
+use crate::header::{check_header_value, header_names_match, strip_cookies};
 use crate::headers_in::{self, Edit, NoMemory};
 use crate::module::{allocate_in_pool, module};
 use crate::subrequest;
@@ -35,7 +40,10 @@ const NGX_DECLINED: ngx_int_t = -5;
 const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
 /// Where a request is in the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Nothing asked yet.
+    Start,
     /// The subrequest is in flight.
     Waiting,
     /// Another request (in any worker) is asking for the same key; a timer looks again.
@@ -48,22 +56,22 @@ pub enum State {
 
 /// Per-request state, kept in the main request's module context.
 pub struct RequestCtx {
-    pub state: State,
+    pub state: Cell<State>,
     /// `None` until decided.
-    pub status: Option<IdentityStatus>,
-    pub answer: Answer,
+    pub status: Cell<Option<IdentityStatus>>,
+    pub answer: RefCell<Answer>,
     /// The identity subrequest, while one runs; its body filter fills `body`.
-    pub subrequest: *mut ngx_http_request_t,
-    pub body: Vec<u8>,
-    pub body_overflow: bool,
-    pub max_size: usize,
+    pub subrequest: Cell<*mut ngx_http_request_t>,
+    pub body: RefCell<Vec<u8>>,
+    pub body_overflow: Cell<bool>,
+    pub max_size: Cell<usize>,
     /// Whether `$identity` and `$identity_claim_*` may read the answer's body.
-    pub identity_visible: bool,
-    claims: Option<Result<Claims, ClaimsError>>,
+    identity_visible: Cell<bool>,
+    claims: OnceCell<Result<Claims, ClaimsError>>,
     /// The cache entry this request uses, when `identity_cache` is on.
-    cache: Option<CacheUse>,
-    /// Whether `answer` came from this request's own subrequest.
-    fetched: bool,
+    cache: OnceCell<CacheUse>,
+    /// Whether the answer came from this request's own subrequest.
+    fetched: Cell<bool>,
     wait: WaitTimer,
 }
 
@@ -71,8 +79,8 @@ pub struct RequestCtx {
 struct CacheUse {
     zone: *const CacheZone,
     tag: [u8; TAG_LEN],
-    outcome: IdentityStatus,
-    holds_lock: bool,
+    outcome: Cell<IdentityStatus>,
+    holds_lock: Cell<bool>,
 }
 
 impl CacheUse {
@@ -84,19 +92,26 @@ impl CacheUse {
 
 /// The timer a waiting request sleeps on; never a blocking wait.
 struct WaitTimer {
-    event: ngx_event_t,
-    since_ms: u64,
-    delay_ms: u64,
+    event: UnsafeCell<ngx_event_t>,
+    since_ms: Cell<u64>,
+    delay_ms: Cell<u64>,
+}
+
+impl WaitTimer {
+    fn armed(&self) -> bool {
+        // SAFETY: only nginx's timer code and this module touch the event, never at once.
+        unsafe { (*self.event.get()).timer_set() != 0 }
+    }
 }
 
 impl Drop for RequestCtx {
     fn drop(&mut self) {
-        if self.wait.event.timer_set() != 0 {
+        if self.wait.armed() {
             // SAFETY: the event is in the timer tree and is about to be freed.
-            unsafe { nginx_sys::ngx_del_timer(&mut self.wait.event) };
+            unsafe { nginx_sys::ngx_del_timer(self.wait.event.get()) };
         }
-        if let Some(cache) = &self.cache {
-            if cache.holds_lock {
+        if let Some(cache) = self.cache.get() {
+            if cache.holds_lock.get() {
                 // The request ended before its call did: let waiters call themselves.
                 cache.zone().release(&cache.tag);
             }
@@ -107,38 +122,52 @@ impl Drop for RequestCtx {
 impl RequestCtx {
     fn new() -> Self {
         RequestCtx {
-            state: State::Waiting,
-            status: None,
-            answer: Answer::default(),
-            subrequest: ptr::null_mut(),
-            body: Vec::new(),
-            body_overflow: false,
-            max_size: 0,
-            identity_visible: false,
-            claims: None,
-            cache: None,
-            fetched: false,
+            state: Cell::new(State::Start),
+            status: Cell::new(None),
+            answer: RefCell::new(Answer::default()),
+            subrequest: Cell::new(ptr::null_mut()),
+            body: RefCell::new(Vec::new()),
+            body_overflow: Cell::new(false),
+            max_size: Cell::new(0),
+            identity_visible: Cell::new(false),
+            claims: OnceCell::new(),
+            cache: OnceCell::new(),
+            fetched: Cell::new(false),
             wait: WaitTimer {
                 // SAFETY: an all-zero event is nginx's idle state (ngx_pcalloc'd events).
-                event: unsafe { core::mem::zeroed() },
-                since_ms: 0,
-                delay_ms: 0,
+                event: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+                since_ms: Cell::new(0),
+                delay_ms: Cell::new(0),
             },
         }
     }
 
-    /// The identity body, when one was accepted.
-    pub fn identity(&self) -> Option<&[u8]> {
-        self.identity_visible.then_some(&self.answer.body[..])
+    /// The identity body, when one was accepted. The bytes stay put for the rest of the
+    /// request: the answer is not replaced once it is applied.
+    pub fn identity(&self) -> Option<(*const u8, usize)> {
+        if !self.identity_visible.get() {
+            return None;
+        }
+        let answer = self.answer.try_borrow().ok()?;
+        Some((answer.body.as_ptr(), answer.body.len()))
     }
 
     /// Claim `name` of the identity body, parsing it once.
-    pub fn claim(&mut self, name: &str) -> Result<Option<String>, ClaimsError> {
-        if !self.identity_visible {
+    pub fn claim(&self, name: &str) -> Result<Option<String>, ClaimsError> {
+        if !self.identity_visible.get() {
             return Ok(None);
         }
-        let body = &self.answer.body;
-        match self.claims.get_or_insert_with(|| Claims::parse(body)) {
+        let claims = match self.claims.get() {
+            Some(c) => c,
+            None => {
+                let parsed = match self.answer.try_borrow() {
+                    Ok(answer) => Claims::parse(&answer.body),
+                    Err(_) => return Ok(None),
+                };
+                self.claims.get_or_init(|| parsed)
+            }
+        };
+        match claims {
             Ok(claims) => Ok(claims.get(name)),
             Err(e) => Err(*e),
         }
@@ -146,10 +175,14 @@ impl RequestCtx {
 
     /// Whether a claim was asked for and the body could not give it.
     fn claims_failed(&self) -> Option<ClaimsError> {
-        match &self.claims {
+        match self.claims.get() {
             Some(Err(e)) => Some(*e),
             _ => None,
         }
+    }
+
+    fn answer(&self) -> Ref<'_, Answer> {
+        self.answer.borrow()
     }
 }
 
@@ -165,11 +198,11 @@ enum HandlerError {
 }
 
 /// The main request's context, if this module made one.
-pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a mut RequestCtx> {
+pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
     // SAFETY: r->main is the live main request; its ctx array has a slot per module.
-    let p = unsafe { *(*r.main).ctx.add(module().ctx_index) } as *mut RequestCtx;
-    // SAFETY: this module only ever stores a RequestCtx there.
-    unsafe { p.as_mut() }
+    let p = unsafe { *(*r.main).ctx.add(module().ctx_index) } as *const RequestCtx;
+    // SAFETY: this module only ever stores a RequestCtx there, and only shares it.
+    unsafe { p.as_ref() }
 }
 
 /// This module's configuration for the location `r` is in.
@@ -207,13 +240,13 @@ impl ConnectionLog for ngx_http_request_t {
 
 fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, HandlerError> {
     if let Some(ctx) = request_ctx(r) {
-        return match ctx.state {
-            State::Waiting => Ok(NGX_AGAIN),
+        return match ctx.state.get() {
+            State::Start | State::Waiting => Ok(NGX_AGAIN),
             State::Finished(rc) => Ok(rc),
             // A wake-up that is not the timer's (the request's own write event).
-            State::WaitingForPeer if ctx.wait.event.timer_set() != 0 => Ok(NGX_AGAIN),
+            State::WaitingForPeer if ctx.wait.armed() => Ok(NGX_AGAIN),
             State::WaitingForPeer => {
-                let since = ctx.wait.since_ms;
+                let since = ctx.wait.since_ms.get();
                 consult_cache(r, conf, ctx, Some(since))
             }
             State::Answered => finish(r, conf, ctx),
@@ -234,13 +267,13 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
         return Ok(NGX_DECLINED);
     }
 
-    let ctx = allocate_in_pool(r.pool, RequestCtx::new()) as *mut RequestCtx;
+    let p = allocate_in_pool(r.pool, RequestCtx::new()) as *const RequestCtx;
     // SAFETY: a non-null result is an initialised RequestCtx living as long as the request.
-    let Some(ctx) = (unsafe { ctx.as_mut() }) else {
+    let Some(ctx) = (unsafe { p.as_ref() }) else {
         return Err(NoMemory.into());
     };
     // SAFETY: r->ctx has a slot per module.
-    unsafe { *r.ctx.add(module().ctx_index) = ctx as *mut RequestCtx as *mut c_void };
+    unsafe { *r.ctx.add(module().ctx_index) = p as *mut c_void };
 
     let mut key = ngx_str_t::default();
     // SAFETY: conf.key is a compiled complex value (merge guarantees one).
@@ -248,19 +281,16 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
         return Err(HandlerError::Key);
     }
     if key.len == 0 {
-        let verdict = conf.policy().no_credential();
-        let rc = apply(r, conf, ctx, verdict)?;
-        ctx.state = State::Finished(rc);
-        return Ok(rc);
+        return conclude(r, conf, ctx, conf.policy().no_credential());
     }
 
     if let Some(zone) = conf.cache_zone() {
         if let Some(tag) = zone.tag(key.as_bytes()) {
-            ctx.cache = Some(CacheUse {
+            let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,
-                outcome: IdentityStatus::Miss,
-                holds_lock: false,
+                outcome: Cell::new(IdentityStatus::Miss),
+                holds_lock: Cell::new(false),
             });
             return consult_cache(r, conf, ctx, None);
         }
@@ -272,20 +302,20 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
 fn fetch(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
-    ctx: &mut RequestCtx,
+    ctx: &RequestCtx,
 ) -> Result<ngx_int_t, HandlerError> {
     let Some(uri) = conf.enabled() else {
         return Ok(NGX_DECLINED);
     };
     if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
-        if let Some(cache) = ctx.cache.as_mut().filter(|c| c.holds_lock) {
-            cache.holds_lock = false;
+        if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
+            cache.holds_lock.set(false);
             cache.zone().fail(&cache.tag);
         }
         return Err(HandlerError::Subrequest);
     }
-    ctx.fetched = true;
-    ctx.state = State::Waiting;
+    ctx.fetched.set(true);
+    ctx.state.set(State::Waiting);
     Ok(NGX_AGAIN)
 }
 
@@ -293,39 +323,36 @@ fn fetch(
 fn consult_cache(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
-    ctx: &mut RequestCtx,
+    ctx: &RequestCtx,
     waiting_since_ms: Option<u64>,
 ) -> Result<ngx_int_t, HandlerError> {
-    let Some(cache) = ctx.cache.as_mut() else {
+    let Some(cache) = ctx.cache.get() else {
         return fetch(r, conf, ctx);
     };
-    let waited = waiting_since_ms.is_some();
     match cache
         .zone()
         .lookup(&cache.tag, conf.lock_policy(), waiting_since_ms)
     {
         Lookup::Fresh(answer) => {
-            cache.outcome = if waited {
+            cache.outcome.set(if waiting_since_ms.is_some() {
                 IdentityStatus::Coalesced
             } else {
                 IdentityStatus::Hit
-            };
-            ctx.answer = answer;
+            });
+            *ctx.answer.borrow_mut() = answer;
             finish(r, conf, ctx)
         }
         Lookup::PeerFailed(stale) => {
-            match stale {
+            *ctx.answer.borrow_mut() = match stale {
                 Some(answer) => {
-                    cache.outcome = IdentityStatus::Stale;
-                    ctx.answer = answer;
+                    cache.outcome.set(IdentityStatus::Stale);
+                    answer
                 }
-                None => {
-                    ctx.answer = Answer {
-                        failure: Some("the user service call this request waited for failed"),
-                        ..Answer::default()
-                    };
-                }
-            }
+                None => Answer {
+                    failure: Some("the user service call this request waited for failed"),
+                    ..Answer::default()
+                },
+            };
             finish(r, conf, ctx)
         }
         Lookup::Wait => {
@@ -333,30 +360,34 @@ fn consult_cache(
             Ok(NGX_AGAIN)
         }
         Lookup::Fetch { locked } => {
-            cache.holds_lock = locked;
-            cache.outcome = IdentityStatus::Miss;
+            cache.holds_lock.set(locked);
+            cache.outcome.set(IdentityStatus::Miss);
             fetch(r, conf, ctx)
         }
     }
 }
 
-fn wait_for_peer(r: &mut ngx_http_request_t, ctx: &mut RequestCtx) {
-    let wait = &mut ctx.wait;
-    if !matches!(ctx.state, State::WaitingForPeer) {
+fn wait_for_peer(r: &mut ngx_http_request_t, ctx: &RequestCtx) {
+    let wait = &ctx.wait;
+    let ev = wait.event.get();
+    if ctx.state.get() != State::WaitingForPeer {
         // SAFETY: plain read of nginx's cached clock.
-        wait.since_ms = unsafe { ngx::ffi::ngx_current_msec } as u64;
-        wait.delay_ms = 5;
-        wait.event.handler = Some(wake_waiter);
-        wait.event.data = r as *mut ngx_http_request_t as *mut c_void;
-        // SAFETY: a live request's connection has a log.
-        wait.event.log = unsafe { (*r.connection).log };
+        wait.since_ms
+            .set(unsafe { ngx::ffi::ngx_current_msec } as u64);
+        wait.delay_ms.set(5);
+        // SAFETY: the event is idle; nginx reads these fields when the timer fires.
+        unsafe {
+            (*ev).handler = Some(wake_waiter);
+            (*ev).data = r as *mut ngx_http_request_t as *mut c_void;
+            (*ev).log = (*r.connection).log;
+        }
     } else {
-        wait.delay_ms = (wait.delay_ms * 2).min(40);
+        wait.delay_ms.set((wait.delay_ms.get() * 2).min(40));
     }
-    ctx.state = State::WaitingForPeer;
+    ctx.state.set(State::WaitingForPeer);
     // SAFETY: the event lives in the request's context until the request ends, and
     // RequestCtx's Drop removes it from the timer tree.
-    unsafe { nginx_sys::ngx_add_timer(&mut wait.event, wait.delay_ms as _) };
+    unsafe { nginx_sys::ngx_add_timer(ev, wait.delay_ms.get() as _) };
 }
 
 unsafe extern "C" fn wake_waiter(ev: *mut ngx_event_t) {
@@ -376,48 +407,58 @@ unsafe extern "C" fn wake_waiter(ev: *mut ngx_event_t) {
 fn finish(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
-    ctx: &mut RequestCtx,
+    ctx: &RequestCtx,
 ) -> Result<ngx_int_t, HandlerError> {
     let policy = conf.policy();
-    let usable =
-        ctx.answer.failure.is_none() && policy.answer(ctx.answer.status, false) != policy.error();
-    if ctx.fetched {
-        if let Some(reason) = ctx.answer.failure {
+    if ctx.fetched.get() {
+        let (failure, status) = {
+            let a = ctx.answer();
+            (a.failure, a.status)
+        };
+        let usable = failure.is_none() && policy.answer(status, false) != policy.error();
+        if let Some(reason) = failure {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
         } else if !usable {
             ngx_log_error!(
                 NGX_LOG_ERR,
                 r.connection_log(),
-                "identity: the user service answered {}",
-                ctx.answer.status
+                "identity: the user service answered {status}"
             );
         }
-        if let Some(cache) = ctx.cache.as_mut() {
-            let held = core::mem::replace(&mut cache.holds_lock, false);
+        if let Some(cache) = ctx.cache.get() {
+            let held = cache.holds_lock.replace(false);
             if usable {
-                let ttl = ttl_for(
-                    conf.cache_valid(),
-                    ctx.answer.status,
-                    &ctx.answer.cache_control,
-                );
+                let answer = ctx.answer();
+                let ttl = ttl_for(conf.cache_valid(), answer.status, &answer.cache_control);
                 if held || ttl.is_some() {
                     cache
                         .zone()
-                        .store(&cache.tag, &ctx.answer, ttl, conf.cache_use_stale());
+                        .store(&cache.tag, &answer, ttl, conf.cache_use_stale());
                 }
-            } else if let Some(stale) = if held {
-                cache.zone().fail(&cache.tag)
-            } else {
-                None
-            } {
-                cache.outcome = IdentityStatus::Stale;
-                ctx.answer = stale;
+            } else if held {
+                if let Some(stale) = cache.zone().fail(&cache.tag) {
+                    cache.outcome.set(IdentityStatus::Stale);
+                    *ctx.answer.borrow_mut() = stale;
+                }
             }
         }
     }
-    let verdict = policy.answer(ctx.answer.status, ctx.answer.failure.is_some());
+    let verdict = {
+        let a = ctx.answer();
+        policy.answer(a.status, a.failure.is_some())
+    };
+    conclude(r, conf, ctx, verdict)
+}
+
+/// Carries out a verdict and remembers the result for later visits.
+fn conclude(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+    verdict: Verdict,
+) -> Result<ngx_int_t, HandlerError> {
     let rc = apply(r, conf, ctx, verdict)?;
-    ctx.state = State::Finished(rc);
+    ctx.state.set(State::Finished(rc));
     Ok(rc)
 }
 
@@ -425,7 +466,7 @@ fn finish(
 fn apply(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
-    ctx: &mut RequestCtx,
+    ctx: &RequestCtx,
     verdict: Verdict,
 ) -> Result<ngx_int_t, HandlerError> {
     match verdict {
@@ -434,39 +475,45 @@ fn apply(
                 for (h, value) in headers {
                     headers_in::add_request_header(r, &h.name, &h.lowcase_name, &value)?;
                 }
-                ctx.status = Some(ctx.cache.as_ref().map_or(IdentityStatus::Ok, |c| c.outcome));
+                let outcome = ctx
+                    .cache
+                    .get()
+                    .map_or(IdentityStatus::Ok, |c| c.outcome.get());
+                ctx.status.set(Some(outcome));
                 strip_session_cookie(r, conf)?;
                 Ok(NGX_OK)
             }
             Err(reason) => {
                 ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
-                ctx.identity_visible = false;
+                ctx.identity_visible.set(false);
                 apply(r, conf, ctx, conf.policy().error())
             }
         },
         Verdict::PassWithout(status) => {
-            ctx.status = Some(status);
+            ctx.status.set(Some(status));
             strip_session_cookie(r, conf)?;
             Ok(NGX_OK)
         }
         Verdict::Respond(code, status) => {
-            ctx.status = Some(status);
+            ctx.status.set(Some(status));
             Ok(code as ngx_int_t)
         }
         Verdict::Relay(code) => {
-            ctx.status = Some(IdentityStatus::Denied);
-            relay(r, ctx, code)
+            ctx.status.set(Some(IdentityStatus::Denied));
+            let answer = ctx.answer();
+            relay(r, &answer, code)
         }
     }
 }
 
-/// Evaluates every `identity_header` value; all or none are set.
+/// Evaluates every `identity_header` value; all or none are set. A claim variable that
+/// finds no JSON object records it in the context, which fails the whole set.
 fn identity_headers<'c>(
     r: &mut ngx_http_request_t,
     conf: &'c IdentityConf,
-    ctx: &mut RequestCtx,
-) -> Result<Vec<(&'c crate::config::IdentityHeader, Vec<u8>)>, String> {
-    ctx.identity_visible = true;
+    ctx: &RequestCtx,
+) -> Result<Vec<(&'c IdentityHeader, Vec<u8>)>, String> {
+    ctx.identity_visible.set(true);
     let mut out = Vec::new();
     for h in conf.identity_headers() {
         let mut value = ngx_str_t::default();
@@ -488,18 +535,14 @@ fn identity_headers<'c>(
             continue;
         }
         if let Err(why) = check_header_value(value) {
-            return Err(unsafe_value_message(&h.name, why));
+            return Err(format!(
+                "identity_header \"{}\" value {why}, so it is not sent",
+                String::from_utf8_lossy(&h.name)
+            ));
         }
         out.push((h, value.to_vec()));
     }
     Ok(out)
-}
-
-fn unsafe_value_message(name: &[u8], why: UnsafeValue) -> String {
-    format!(
-        "identity_header \"{}\" value {why}, so it is not sent",
-        String::from_utf8_lossy(name)
-    )
 }
 
 fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<(), NoMemory> {
@@ -524,13 +567,13 @@ fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Resu
 /// `error_page` applies as it does for `auth_request`.
 fn relay(
     r: &mut ngx_http_request_t,
-    ctx: &RequestCtx,
+    answer: &Answer,
     code: u16,
 ) -> Result<ngx_int_t, HandlerError> {
-    for (name, value) in &ctx.answer.relay_headers {
+    for (name, value) in &answer.relay_headers {
         add_response_header(r, name, value)?;
     }
-    if ctx.answer.body.is_empty() {
+    if answer.body.is_empty() {
         return Ok(code as ngx_int_t);
     }
     // SAFETY: r is the live main request; discarding its body keeps keepalive working.
@@ -538,9 +581,9 @@ fn relay(
         return Ok(HTTP_INTERNAL_SERVER_ERROR);
     }
     r.headers_out.status = usize::from(code);
-    r.headers_out.content_length_n = ctx.answer.body.len() as i64;
-    if !ctx.answer.content_type.is_empty() {
-        let ct = copy_str(r, &ctx.answer.content_type)?;
+    r.headers_out.content_length_n = answer.body.len() as i64;
+    if !answer.content_type.is_empty() {
+        let ct = copy_str(r, &answer.content_type)?;
         r.headers_out.content_type = ct;
         r.headers_out.content_type_len = ct.len;
     }
@@ -550,14 +593,14 @@ fn relay(
         rc
     } else {
         // SAFETY: the request pool outlives the response.
-        let b: *mut ngx_buf_t = unsafe { ngx_create_temp_buf(r.pool, ctx.answer.body.len()) };
+        let b: *mut ngx_buf_t = unsafe { ngx_create_temp_buf(r.pool, answer.body.len()) };
         if b.is_null() {
             return Err(NoMemory.into());
         }
         // SAFETY: b has room for the body; it is the only and last buffer.
         unsafe {
-            ptr::copy_nonoverlapping(ctx.answer.body.as_ptr(), (*b).last, ctx.answer.body.len());
-            (*b).last = (*b).last.add(ctx.answer.body.len());
+            ptr::copy_nonoverlapping(answer.body.as_ptr(), (*b).last, answer.body.len());
+            (*b).last = (*b).last.add(answer.body.len());
             (*b).set_last_buf(1);
             (*b).set_last_in_chain(1);
         }

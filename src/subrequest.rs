@@ -26,7 +26,7 @@ const SPECIAL_RESPONSE: ngx_int_t = 300;
 pub fn start(
     r: &mut ngx_http_request_t,
     uri: &ngx_str_t,
-    ctx: &mut RequestCtx,
+    ctx: &RequestCtx,
     max_size: usize,
 ) -> Result<(), ()> {
     // SAFETY: the request pool outlives the subrequest.
@@ -38,7 +38,7 @@ pub fn start(
     // SAFETY: ps is a fresh allocation; ctx lives in the same pool.
     unsafe {
         (*ps).handler = Some(subrequest_done);
-        (*ps).data = ctx as *mut RequestCtx as *mut c_void;
+        (*ps).data = ctx as *const RequestCtx as *mut c_void;
     }
     let mut uri = *uri;
     let mut sr: *mut ngx_http_request_t = ptr::null_mut();
@@ -75,8 +75,8 @@ pub fn start(
     hin.keep_alive = ptr::null_mut();
     hin.expect = ptr::null_mut();
 
-    ctx.subrequest = sr;
-    ctx.max_size = max_size;
+    ctx.subrequest.set(sr);
+    ctx.max_size.set(max_size);
     Ok(())
 }
 
@@ -87,30 +87,33 @@ unsafe extern "C" fn subrequest_done(
     data: *mut c_void,
     rc: ngx_int_t,
 ) -> ngx_int_t {
-    // SAFETY: data is the RequestCtx set in `start`, alive for the main request.
-    let (sr, ctx) = unsafe { (&mut *sr, &mut *(data as *mut RequestCtx)) };
-    let earlier_failure = match ctx.state {
-        State::Answered => ctx.answer.failure,
+    // SAFETY: data is the RequestCtx set in `start`, alive for the main request, and
+    // only ever shared.
+    let (sr, ctx) = unsafe { (&*sr, &*(data as *const RequestCtx)) };
+    let earlier_failure = match ctx.state.get() {
+        State::Answered => ctx.answer.borrow().failure,
         _ => None,
     };
     // Not moved out: nginx may call this again after an error page, which the filter
     // also collects.
-    ctx.answer = read_answer(sr, rc, ctx.body.clone(), ctx.body_overflow);
-    if ctx.answer.failure.is_none() {
-        ctx.answer.failure = earlier_failure;
+    let body = ctx.body.borrow().clone();
+    let mut answer = read_answer(sr, rc, body, ctx.body_overflow.get());
+    if answer.failure.is_none() {
+        answer.failure = earlier_failure;
     }
-    ctx.state = State::Answered;
     // SAFETY: sr is live; its connection has a log.
     ngx_log_debug!(
         unsafe { (*sr.connection).log },
         "identity subrequest done s:{} rc:{} body:{}",
-        ctx.answer.status,
+        answer.status,
         rc,
-        ctx.answer.body.len()
+        answer.body.len()
     );
+    *ctx.answer.borrow_mut() = answer;
+    ctx.state.set(State::Answered);
     if rc == NGX_ERROR {
-        // An oversized or broken answer is this request's error path, not a reason for
-        // nginx to close the client's connection.
+        // A broken answer is this request's error path, not a reason for nginx to
+        // close the client's connection.
         return NGX_OK;
     }
     rc
@@ -180,7 +183,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
     // SAFETY: nginx calls body filters with a live request.
     let r_ref = unsafe { &*r };
     match request_ctx(r_ref) {
-        Some(ctx) if ptr::eq(ctx.subrequest, r) => {
+        Some(ctx) if ptr::eq(ctx.subrequest.get(), r) => {
             // SAFETY: chain is nginx's list of buffers for this call.
             unsafe { collect(ctx, chain) };
             NGX_OK
@@ -195,24 +198,25 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 
 /// # Safety
 /// `chain` is null or a valid chain of buffers owned by nginx.
-unsafe fn collect(ctx: &mut RequestCtx, mut chain: *mut ngx_chain_t) {
+unsafe fn collect(ctx: &RequestCtx, mut chain: *mut ngx_chain_t) {
+    let mut body = ctx.body.borrow_mut();
     // SAFETY: per the caller.
     while let Some(link) = unsafe { chain.as_ref() } {
         // SAFETY: a chain link's buf is valid.
         if let Some(b) = unsafe { link.buf.as_mut() } {
             if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
                 // Spilled to a temp file: only happens far past any sane identity size.
-                ctx.body_overflow = true;
+                ctx.body_overflow.set(true);
                 b.file_pos = b.file_last;
             } else if !b.pos.is_null() && b.last > b.pos {
                 // SAFETY: pos..last is the buffer's readable data.
                 let data = unsafe {
                     core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize)
                 };
-                if ctx.body.len() + data.len() > ctx.max_size {
-                    ctx.body_overflow = true;
+                if body.len() + data.len() > ctx.max_size.get() {
+                    ctx.body_overflow.set(true);
                 } else {
-                    ctx.body.extend_from_slice(data);
+                    body.extend_from_slice(data);
                 }
                 b.pos = b.last;
                 if b.in_file() != 0 {

@@ -73,6 +73,8 @@ fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
 }
 
 fn not_found(v: &mut ngx_http_variable_value_t) -> ngx_int_t {
+    // Not cached either: the value appears once the user service has answered.
+    v.set_no_cacheable(1);
     v.set_not_found(1);
     NGX_OK
 }
@@ -86,8 +88,8 @@ unsafe extern "C" fn get_identity(
     let (r, v) = unsafe { (&*r, &mut *v) };
     match request_ctx(r).and_then(|ctx| ctx.identity()) {
         // The body lives as long as the request; no copy is needed.
-        Some(body) => {
-            set_static(v, body.as_ptr() as *mut u8, body.len());
+        Some((data, len)) => {
+            set_static(v, data as *mut u8, len);
             NGX_OK
         }
         None => not_found(v),
@@ -102,7 +104,7 @@ unsafe extern "C" fn get_status(
     // SAFETY: nginx passes a live request and the value slot to fill.
     let (r, v) = unsafe { (&*r, &mut *v) };
     let status = match request_ctx(r) {
-        Some(ctx) => ctx.status,
+        Some(ctx) => ctx.status.get(),
         // SAFETY: r->main is the live main request.
         None if location_conf(unsafe { &*r.main }).enabled().is_none() => {
             Some(IdentityStatus::Bypass)
