@@ -55,9 +55,10 @@ struct Node {
     in_flight: u8,
     has_data: u8,
     blob_len: u32,
-    expires: u32,
-    stale_until: u32,
     queued_at: u32,
+    /// Deadlines on nginx's monotonic millisecond clock, shared by all workers.
+    expires_ms: u64,
+    stale_until_ms: u64,
     last_used: AtomicU32,
     lock_until_ms: u64,
     failed_at_ms: u64,
@@ -134,7 +135,7 @@ impl CacheZone {
             let _read = zone.lock.read();
             // SAFETY: nodes are only changed under the write lock, which is excluded here.
             if let Some(node) = unsafe { zone.find(tag).as_ref() } {
-                if node.has_data != 0 && now < node.expires {
+                if node.has_data != 0 && now_ms < node.expires_ms {
                     node.last_used.store(now, Ordering::Relaxed);
                     if let Some(answer) = node.answer() {
                         return Lookup::Fresh(answer);
@@ -142,7 +143,7 @@ impl CacheZone {
                 }
                 if let Some(since) = waiting_since_ms {
                     if node.failed_at_ms >= since && node.in_flight == 0 {
-                        let stale = (node.has_data != 0 && now < node.stale_until)
+                        let stale = (node.has_data != 0 && now_ms < node.stale_until_ms)
                             .then(|| node.answer())
                             .flatten();
                         return Lookup::PeerFailed(stale);
@@ -169,7 +170,7 @@ impl CacheZone {
         unsafe {
             let mut node = zone.find(tag);
             if let Some(n) = node.as_ref() {
-                if n.has_data != 0 && now < n.expires {
+                if n.has_data != 0 && now_ms < n.expires_ms {
                     if let Some(answer) = n.answer() {
                         return Lookup::Fresh(answer);
                     }
@@ -200,7 +201,7 @@ impl CacheZone {
         let shpool = self.shpool();
         // SAFETY: the write lock is held.
         unsafe {
-            self.expire_some(zone, shpool, now);
+            self.expire_some(zone, shpool);
             let mut node = zone.find(tag);
             let Some(ttl) = ttl else {
                 if let Some(n) = node.as_mut() {
@@ -237,8 +238,9 @@ impl CacheZone {
             n.blob_len = bytes.len() as u32;
             n.status = answer.status;
             n.has_data = 1;
-            n.expires = now.saturating_add(ttl);
-            n.stale_until = n.expires.saturating_add(use_stale);
+            let now_ms = now_ms();
+            n.expires_ms = now_ms + u64::from(ttl) * 1000;
+            n.stale_until_ms = n.expires_ms + u64::from(use_stale) * 1000;
             zone.touch(n, now);
         }
     }
@@ -248,13 +250,13 @@ impl CacheZone {
     /// answer if one may still be served.
     pub fn fail(&self, tag: &[u8; TAG_LEN]) -> Option<Answer> {
         let zone = self.zone()?;
-        let now = now_secs();
+        let now_ms = now_ms();
         let _write = zone.lock.write();
         // SAFETY: the write lock is held.
         let node = unsafe { zone.find(tag).as_mut() }?;
         node.in_flight = 0;
-        node.failed_at_ms = now_ms().max(1);
-        (node.has_data != 0 && now < node.stale_until)
+        node.failed_at_ms = now_ms.max(1);
+        (node.has_data != 0 && now_ms < node.stale_until_ms)
             .then(|| node.answer())
             .flatten()
     }
@@ -312,9 +314,9 @@ impl CacheZone {
                     in_flight: 0,
                     has_data: 0,
                     blob_len: 0,
-                    expires: 0,
-                    stale_until: 0,
                     queued_at: now,
+                    expires_ms: 0,
+                    stale_until_ms: 0,
                     last_used: AtomicU32::new(now),
                     lock_until_ms: 0,
                     failed_at_ms: 0,
@@ -379,13 +381,13 @@ impl CacheZone {
     ///
     /// # Safety
     /// The zone's write lock is held.
-    unsafe fn expire_some(&self, zone: &Zone, shpool: *mut ngx_slab_pool_t, now: u32) {
+    unsafe fn expire_some(&self, zone: &Zone, shpool: *mut ngx_slab_pool_t) {
         for _ in 0..2 {
             // SAFETY: per the caller.
             let tail = unsafe { zone.tail() };
             // SAFETY: tail is a live node or null.
             match unsafe { tail.as_ref() } {
-                Some(n) if n.in_flight == 0 && n.has_data != 0 && now >= n.stale_until => {
+                Some(n) if n.in_flight == 0 && n.has_data != 0 && now_ms() >= n.stale_until_ms => {
                     // SAFETY: per the caller.
                     unsafe { zone_remove(zone, shpool, tail) }
                 }

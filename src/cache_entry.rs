@@ -101,10 +101,10 @@ impl KeyHasher {
 pub fn encode(answer: &Answer) -> Vec<u8> {
     let mut out = Vec::with_capacity(answer.body.len() + 8);
     let relayed = !(200..300).contains(&answer.status);
-    let (ct, headers): (&[u8], &[(Vec<u8>, Vec<u8>)]) = if relayed {
-        (&answer.content_type, &answer.relay_headers)
+    let (ct, headers) = if relayed {
+        (&answer.content_type[..], &answer.relay_headers[..])
     } else {
-        (&[], &[])
+        (&[][..], &[][..])
     };
     push_field(&mut out, ct);
     out.push(headers.len().min(255) as u8);
