@@ -123,7 +123,7 @@ struct Nginx {
     ports: Ports,
 }
 
-fn config(paths: &Paths, prefix: &Path, ports: &Ports, opt: Options) -> String {
+fn config(paths: &Paths, module: &Path, prefix: &Path, ports: &Ports, opt: Options) -> String {
     let p = prefix.display();
     let user = if running_as_root() {
         "user root;\n"
@@ -214,7 +214,7 @@ http {{
     }}
 }}
 "#,
-        identity = paths.identity.display(),
+        identity = module.display(),
         echo = paths.echo.display(),
         zone = opt.zone_size,
         gateway_port = ports.gateway,
@@ -240,8 +240,18 @@ impl Nginx {
                 std::fs::create_dir_all(prefix.join(dir))
                     .unwrap_or_else(|e| panic!("create {}/{dir}: {e}", prefix.display()));
             }
+            // Load a private copy: a concurrent `make module` rewrites the .so in place,
+            // which would crash workers mapping it.
+            let module = prefix.join("conf/ngx_http_identity_module.so");
+            std::fs::copy(&paths.identity, &module).unwrap_or_else(|e| {
+                panic!(
+                    "copy {} to {}: {e}",
+                    paths.identity.display(),
+                    module.display()
+                )
+            });
             let conf = prefix.join("conf/nginx.conf");
-            std::fs::write(&conf, config(&paths, &prefix, &ports, opt))
+            std::fs::write(&conf, config(&paths, &module, &prefix, &ports, opt))
                 .unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
             let mut nginx = Nginx {
                 binary: paths.nginx.clone(),
@@ -546,7 +556,8 @@ async fn one_cookie_200_concurrent_requests_make_one_call() {
         calls.len(),
         1,
         "200 concurrent requests with one cookie must make exactly one user-service call; \
-         calls: {calls:?}"
+         calls per worker pid: {:?}",
+        count_by(calls.iter().map(|(pid, _)| pid.as_str()))
     );
 
     let statuses = count_by(replies.iter().map(|r| r.identity.as_str()));
