@@ -20,7 +20,8 @@ $(NGINX_BUILD_DIR)/ngx_auto_config.h: | deps
 module: deps $(NGINX_BUILD_DIR)/ngx_auto_config.h
 	$(CARGO) build --release --locked
 	@mkdir -p build/modules
-	@cp target/release/libngx_http_identity_module.so $(MODULE)
+	@# A new file, not an overwrite: a running nginx keeps its mapping of the old one.
+	@cp target/release/libngx_http_identity_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
 	@echo "module: $(MODULE)"
 
 # fmt and clippy with -D warnings, as CI wants them.

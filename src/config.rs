@@ -80,6 +80,15 @@ pub struct IdentityConf {
     pub cache_lock_timeout_ms: Option<u64>,
     /// `identity_cache_purge`: this location is a purge handler for that zone.
     pub purge_zone: *mut ngx_shm_zone_t,
+    /// `identity_sealed`: `Some(None)` is `off`.
+    pub sealed: Option<Option<SealedCookie>>,
+}
+
+/// `identity_sealed name [max_age=time]`.
+#[derive(Clone)]
+pub struct SealedCookie {
+    pub name: Vec<u8>,
+    pub max_age: Option<i64>,
 }
 
 impl Default for IdentityConf {
@@ -102,6 +111,7 @@ impl Default for IdentityConf {
             cache_lock: None,
             cache_lock_timeout_ms: None,
             purge_zone: ptr::null_mut(),
+            sealed: None,
         }
     }
 }
@@ -124,6 +134,16 @@ impl IdentityConf {
 
     pub fn max_size(&self) -> usize {
         self.max_size.unwrap_or(DEFAULT_MAX_SIZE)
+    }
+
+    /// The sealed cookie opened here, if any.
+    pub fn sealed_cookie(&self) -> Option<&SealedCookie> {
+        self.sealed.as_ref().and_then(|s| s.as_ref())
+    }
+
+    /// Whether the module does anything here beyond anti-spoofing.
+    pub fn active(&self) -> bool {
+        self.enabled().is_some() || self.sealed_cookie().is_some()
     }
 
     /// The cache zone in use here, if any.
@@ -187,6 +207,16 @@ impl IdentityConf {
         self.cache_use_stale = self.cache_use_stale.or(prev.cache_use_stale);
         self.cache_lock = self.cache_lock.or(prev.cache_lock);
         self.cache_lock_timeout_ms = self.cache_lock_timeout_ms.or(prev.cache_lock_timeout_ms);
+        if self.sealed.is_none() {
+            self.sealed = prev.sealed.clone();
+        }
+        if self.sealed_cookie().is_some()
+            && crate::module::main_conf_of(cf).is_none_or(|m| m.keyring.is_none())
+        {
+            return Err(
+                "\"identity_sealed\" needs \"identity_sealed_keys\" in the http block".to_string(),
+            );
+        }
 
         // The enclosing level's own names count too: the outermost (http) level is only
         // ever merged as a parent, so its list is built here.
@@ -570,6 +600,105 @@ fn identity_cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<
     Ok(())
 }
 
+fn identity_sealed(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let a = unsafe { args(cf) };
+    let name = a[1];
+    if name.as_bytes() == b"off" {
+        if a.len() > 2 {
+            return Err(ConfigError::InvalidValue(
+                text(&a[2]),
+                "\"off\" takes no parameter",
+            ));
+        }
+        return set_once(&mut conf.sealed, None);
+    }
+    if !is_valid_header_name(name.as_bytes()) {
+        return Err(ConfigError::InvalidValue(
+            text(&name),
+            "it must be a cookie name",
+        ));
+    }
+    let mut max_age = None;
+    if let Some(param) = a.get(2) {
+        let value = param
+            .as_bytes()
+            .strip_prefix(b"max_age=")
+            .ok_or(ConfigError::InvalidValue(
+                text(param),
+                "the parameter must be max_age=<time>",
+            ))?;
+        let value = ngx_str_t {
+            len: value.len(),
+            data: value.as_ptr() as *mut u8,
+        };
+        max_age = Some(i64::from(parse_seconds(&value)?));
+    }
+    set_once(
+        &mut conf.sealed,
+        Some(SealedCookie {
+            name: name.as_bytes().to_vec(),
+            max_age,
+        }),
+    )
+}
+
+/// Why `identity_sealed_keys` refuses a file.
+#[derive(Debug, thiserror::Error)]
+enum KeyFileError {
+    #[error("cannot be read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("is readable by others than its owner and group (chmod o-rwx)")]
+    Permissions,
+    #[error("is not UTF-8 text")]
+    Text,
+    #[error(transparent)]
+    Ring(#[from] crate::sealed::KeyRingError),
+}
+
+fn read_key_ring(path: &str) -> Result<crate::sealed::KeyRing, KeyFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o007 != 0 {
+        return Err(KeyFileError::Permissions);
+    }
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| KeyFileError::Text)?;
+    Ok(crate::sealed::KeyRing::parse(&text)?)
+}
+
+/// `identity_sealed_keys path` (http level): the key ring, read and checked now so that
+/// `nginx -t` reports a missing, malformed or exposed file.
+pub extern "C" fn set_identity_sealed_keys(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx::ffi::ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the live parser state and this module's main conf.
+    let (cf_ref, main) = unsafe { (&mut *cf, &mut *(conf as *mut crate::module::MainConf)) };
+    if main.keyring.is_some() {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"identity_sealed_keys\" is duplicate");
+        return ngx::core::NGX_CONF_ERROR;
+    }
+    // SAFETY: args[1] is the path; ngx_conf_full_name makes it absolute in place.
+    let mut path = unsafe { args(cf_ref) }[1];
+    // SAFETY: cf->cycle is live while parsing.
+    if unsafe { ngx::ffi::ngx_conf_full_name(cf_ref.cycle, &mut path, 1) } != 0 {
+        return ngx::core::NGX_CONF_ERROR;
+    }
+    let path = text(&path);
+    match read_key_ring(&path) {
+        Ok(ring) => {
+            main.keyring = Some(ring);
+            ngx::core::NGX_CONF_OK
+        }
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"identity_sealed_keys\" \"{path}\" {e}");
+            ngx::core::NGX_CONF_ERROR
+        }
+    }
+}
+
 type DirectiveFn = fn(&mut ngx_conf_t, &mut IdentityConf) -> Result<(), ConfigError>;
 
 /// Turns nginx's directive callback into a call of a safe parser, and its error into
@@ -621,3 +750,4 @@ directive_shim!(set_identity_cache_use_stale, identity_cache_use_stale);
 directive_shim!(set_identity_cache_lock, identity_cache_lock);
 directive_shim!(set_identity_cache_lock_timeout, identity_cache_lock_timeout);
 directive_shim!(set_identity_cache_purge, identity_cache_purge);
+directive_shim!(set_identity_sealed, identity_sealed);

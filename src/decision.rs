@@ -37,6 +37,8 @@ pub enum IdentityStatus {
     Stale,
     /// Accepted from another request's call, waited for.
     Coalesced,
+    /// Accepted, opened from a sealed cookie with no call.
+    Sealed,
 }
 
 impl IdentityStatus {
@@ -51,6 +53,7 @@ impl IdentityStatus {
             IdentityStatus::Miss => "MISS",
             IdentityStatus::Stale => "STALE",
             IdentityStatus::Coalesced => "COALESCED",
+            IdentityStatus::Sealed => "SEALED",
         }
     }
 }

@@ -20,16 +20,17 @@ use ngx::ffi::{
     ngx_http_output_filter, ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_header,
     ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
 };
-use ngx::ngx_log_error;
+use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::cache::{CacheZone, Lookup};
 use crate::cache_entry::{ttl_for, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
-use crate::config::{IdentityConf, IdentityHeader};
+use crate::config::{IdentityConf, IdentityHeader, SealedCookie};
 use crate::decision::{Answer, IdentityStatus, Verdict};
-use crate::header::{check_header_value, header_names_match, strip_cookies};
+use crate::header::{check_header_value, cookie_value, header_names_match, strip_cookies};
 use crate::headers_in::{self, Edit, NoMemory};
-use crate::module::{allocate_in_pool, module};
+use crate::module::{allocate_in_pool, main_conf, module};
+use crate::sealed::{self, OpenError, Validity};
 use crate::subrequest;
 
 const NGX_OK: ngx_int_t = 0;
@@ -72,6 +73,8 @@ pub struct RequestCtx {
     cache: OnceCell<CacheUse>,
     /// Whether the answer came from this request's own subrequest.
     fetched: Cell<bool>,
+    /// Whether the answer was opened from a sealed cookie.
+    sealed: Cell<bool>,
     wait: WaitTimer,
 }
 
@@ -133,6 +136,7 @@ impl RequestCtx {
             claims: OnceCell::new(),
             cache: OnceCell::new(),
             fetched: Cell::new(false),
+            sealed: Cell::new(false),
             wait: WaitTimer {
                 // SAFETY: an all-zero event is nginx's idle state (ngx_pcalloc'd events).
                 event: UnsafeCell::new(unsafe { core::mem::zeroed() }),
@@ -263,7 +267,7 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
             }
         })?;
     }
-    if conf.enabled().is_none() {
+    if !conf.active() {
         return Ok(NGX_DECLINED);
     }
 
@@ -274,6 +278,29 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
     };
     // SAFETY: r->ctx has a slot per module.
     unsafe { *r.ctx.add(module().ctx_index) = p as *mut c_void };
+
+    if let Some(sealed) = conf.sealed_cookie() {
+        match open_sealed(r, sealed) {
+            Ok(identity) => {
+                *ctx.answer.borrow_mut() = Answer {
+                    status: 200,
+                    body: identity,
+                    ..Answer::default()
+                };
+                ctx.sealed.set(true);
+                return finish(r, conf, ctx);
+            }
+            Err(reason) => {
+                ngx_log_debug!(
+                    r.connection_log(),
+                    "identity: sealed cookie not used: {reason}"
+                );
+                if conf.enabled().is_none() {
+                    return conclude(r, conf, ctx, conf.policy().no_credential());
+                }
+            }
+        }
+    }
 
     let mut key = ngx_str_t::default();
     // SAFETY: conf.key is a compiled complex value (merge guarantees one).
@@ -475,10 +502,13 @@ fn apply(
                 for (h, value) in headers {
                     headers_in::add_request_header(r, &h.name, &h.lowcase_name, &value)?;
                 }
-                let outcome = ctx
-                    .cache
-                    .get()
-                    .map_or(IdentityStatus::Ok, |c| c.outcome.get());
+                let outcome = if ctx.sealed.get() {
+                    IdentityStatus::Sealed
+                } else {
+                    ctx.cache
+                        .get()
+                        .map_or(IdentityStatus::Ok, |c| c.outcome.get())
+                };
                 ctx.status.set(Some(outcome));
                 strip_session_cookie(r, conf)?;
                 Ok(NGX_OK)
@@ -543,6 +573,29 @@ fn identity_headers<'c>(
         out.push((h, value.to_vec()));
     }
     Ok(out)
+}
+
+/// Opens the request's sealed cookie. Every failure is one outcome for the client; the
+/// reason goes to the debug log only.
+fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Vec<u8>, OpenError> {
+    let Some(ring) = main_conf(r).keyring.as_ref() else {
+        return Err(OpenError::UnknownKey);
+    };
+    let mut value = None;
+    // SAFETY: headers_in.headers is the request's live header list.
+    unsafe {
+        headers_in::visit(&r.headers_in.headers, |name, line| {
+            if value.is_none() && name.eq_ignore_ascii_case(b"cookie") {
+                value = cookie_value(line, &cookie.name).map(<[u8]>::to_vec);
+            }
+        })
+    };
+    let value = value.ok_or(OpenError::Truncated)?;
+    let validity = Validity {
+        now: ngx::ffi::ngx_time(),
+        max_age: cookie.max_age,
+    };
+    sealed::open(ring, &cookie.name, &value, validity)
 }
 
 fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<(), NoMemory> {

@@ -114,6 +114,15 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// The value of the first cookie called exactly `name` in one Cookie line.
+pub fn cookie_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    line.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim_ows(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim_ows(&pair[..eq]) == name).then(|| trim_ows(&pair[eq + 1..]))
+    })
+}
+
 /// The cookie names an `identity_key` reads, from its `$cookie_NAME` / `${cookie_NAME}`
 /// variables, so `identity_strip_cookie on` knows which cookie is the session.
 pub fn cookie_names_in_key(source: &[u8]) -> Vec<Vec<u8>> {
@@ -230,6 +239,22 @@ mod tests {
             strip_cookies(b"session=1; session=2", &session).as_deref(),
             Some(&b""[..])
         );
+    }
+
+    #[test]
+    fn finds_a_cookie_by_exact_name() {
+        assert_eq!(
+            cookie_value(b"a=1; session=xyz; b=2", b"session"),
+            Some(&b"xyz"[..])
+        );
+        assert_eq!(
+            cookie_value(b"session=first;session=second", b"session"),
+            Some(&b"first"[..])
+        );
+        assert_eq!(cookie_value(b"xsession=1; session_old=2", b"session"), None);
+        assert_eq!(cookie_value(b"Session=1", b"session"), None);
+        assert_eq!(cookie_value(b"session=", b"session"), Some(&b""[..]));
+        assert_eq!(cookie_value(b"session", b"session"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cache_entry;
 pub mod claims;
 pub mod decision;
 pub mod header;
+pub mod sealed;
 
 #[cfg(not(test))]
 mod cache;

@@ -9,8 +9,9 @@ use ngx::ffi::{
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_core_srv_conf_t, ngx_http_handler_pt,
     ngx_http_location_queue_t, ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t,
     ngx_module_t, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
-    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_string};
 
@@ -34,7 +35,7 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 16] = [
+static mut COMMANDS: [ngx_command_t; 18] = [
     command(
         ngx_string!("identity_request"),
         NGX_CONF_TAKE1,
@@ -116,12 +117,44 @@ static mut COMMANDS: [ngx_command_t; 16] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("identity_sealed_keys"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_identity_sealed_keys),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    command(
+        ngx_string!("identity_sealed"),
+        NGX_CONF_TAKE12,
+        config::set_identity_sealed,
+    ),
     ngx_command_t::empty(),
 ];
 
-/// Exists only so that nginx calls `init_main_conf`, where every location is visible.
+/// http-level state: the sealed-cookie key ring. Its `init_main_conf` is also where
+/// every location is visible for the `identity_request` check.
 #[derive(Default)]
-struct MainConf;
+pub struct MainConf {
+    pub keyring: Option<crate::sealed::KeyRing>,
+}
+
+/// This module's http-level configuration, for a request.
+pub fn main_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a MainConf {
+    // SAFETY: every request has its http block's main conf array with this module's slot.
+    unsafe { &*(*r.main_conf.add(module().ctx_index) as *const MainConf) }
+}
+
+/// This module's http-level configuration, while parsing.
+pub fn main_conf_of<'a>(cf: &ngx_conf_t) -> Option<&'a mut MainConf> {
+    // SAFETY: inside http{}, cf->ctx is an ngx_http_conf_ctx_t whose main_conf array has
+    // this module's slot, created by create_main_conf.
+    unsafe {
+        let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
+        (*(*ctx).main_conf.add(module().ctx_index) as *mut MainConf).as_mut()
+    }
+}
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
@@ -177,7 +210,7 @@ unsafe extern "C" fn drop_value<T>(data: *mut c_void) {
 
 extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: nginx passes the live configuration.
-    allocate_in_pool(unsafe { (*cf).pool }, MainConf)
+    allocate_in_pool(unsafe { (*cf).pool }, MainConf::default())
 }
 
 extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {

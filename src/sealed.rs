@@ -1,0 +1,439 @@
+//! Sealed session cookies: AES-256-GCM, opened in the gateway with no call at all.
+//! Plain safe Rust with no nginx, shared by the module and the `identity-seal` tool.
+//!
+//! Format, version 1 (the README has it for implementers in other languages):
+//!
+//! ```text
+//! cookie  = base64url-nopad( header || nonce || ciphertext || tag )
+//! header  = 0x01 || len(kid) || kid          (kid: 1..=32 bytes of [A-Za-z0-9_-])
+//! nonce   = 12 random bytes
+//! key     = HKDF-SHA256(ikm = the key ring's 32-byte key, salt = "", info = "ngx-identity sealed v1")
+//! aad     = header || cookie name
+//! plain   = a UTF-8 JSON object with "exp" (and optionally "iat", "nbf"), seconds since 1970
+//! ```
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+pub const VERSION: u8 = 1;
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+/// Longer cookies are refused before any decoding (browsers cap a cookie near 4 KB).
+pub const MAX_SEALED_LEN: usize = 4096;
+const HKDF_INFO: &[u8] = b"ngx-identity sealed v1";
+
+/// Why a key ring file is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("line {0}: expected \"<key id> <32 bytes in base64>\"")]
+    Syntax(usize),
+    #[error("line {0}: the key id must be 1 to 32 characters of A-Z, a-z, 0-9, '-' or '_'")]
+    KeyId(usize),
+    #[error("line {0}: the key is not base64 of exactly 32 bytes")]
+    Key(usize),
+    #[error("line {0}: key id \"{1}\" appears twice")]
+    DuplicateId(usize, String),
+    #[error("it holds no key")]
+    Empty,
+}
+
+/// Why a sealed cookie did not open. Only ever logged at debug level: the client gets
+/// the same answer whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("too long")]
+    TooLong,
+    #[error("not unpadded base64url")]
+    Base64,
+    #[error("truncated")]
+    Truncated,
+    #[error("unknown version")]
+    Version,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("authentication failed")]
+    Tag,
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("no numeric exp")]
+    NoExpiry,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("older than max_age")]
+    TooOld,
+}
+
+/// One key of the ring: its id and its AES-256-GCM subkey (never the raw key).
+pub struct SealKey {
+    id: Vec<u8>,
+    cipher: Aes256Gcm,
+}
+
+impl SealKey {
+    pub fn new(id: &[u8], raw: &[u8; 32]) -> Self {
+        let mut subkey = [0u8; 32];
+        Hkdf::<Sha256>::new(None, raw)
+            .expand(HKDF_INFO, &mut subkey)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        SealKey {
+            id: id.to_vec(),
+            cipher: Aes256Gcm::new(&subkey.into()),
+        }
+    }
+}
+
+/// The key ring: the first key seals, every key opens.
+pub struct KeyRing {
+    keys: Vec<SealKey>,
+}
+
+fn valid_key_id(id: &[u8]) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl KeyRing {
+    /// Parses a key ring file: one `<key id> <base64 of 32 bytes>` a line; blank lines
+    /// and lines starting with `#` are ignored.
+    pub fn parse(text: &str) -> Result<Self, KeyRingError> {
+        let mut keys: Vec<SealKey> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_ascii_whitespace();
+            let (Some(id), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(KeyRingError::Syntax(n));
+            };
+            if !valid_key_id(id.as_bytes()) {
+                return Err(KeyRingError::KeyId(n));
+            }
+            let raw: [u8; 32] = STANDARD
+                .decode(key)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(key))
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .ok_or(KeyRingError::Key(n))?;
+            if keys.iter().any(|k| k.id == id.as_bytes()) {
+                return Err(KeyRingError::DuplicateId(n, id.to_string()));
+            }
+            keys.push(SealKey::new(id.as_bytes(), &raw));
+        }
+        if keys.is_empty() {
+            return Err(KeyRingError::Empty);
+        }
+        Ok(KeyRing { keys })
+    }
+
+    pub fn sealing_key(&self) -> &SealKey {
+        &self.keys[0]
+    }
+
+    fn find(&self, id: &[u8]) -> Option<&SealKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+}
+
+fn header(key_id: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(2 + key_id.len());
+    h.push(VERSION);
+    h.push(key_id.len() as u8);
+    h.extend_from_slice(key_id);
+    h
+}
+
+fn aad(header: &[u8], cookie_name: &[u8]) -> Vec<u8> {
+    let mut aad = header.to_vec();
+    aad.extend_from_slice(cookie_name);
+    aad
+}
+
+/// Seals `plaintext` (a JSON object) for cookie `cookie_name` with the given nonce, which
+/// must be random and never reused with the same key.
+pub fn seal(
+    key: &SealKey,
+    cookie_name: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+) -> String {
+    let header = header(&key.id);
+    let aad = aad(&header, cookie_name);
+    let sealed = key
+        .cipher
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .expect("AES-GCM encrypts any message under 64 GiB");
+    let mut out = header;
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&sealed);
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Time limits a sealed identity must meet.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    /// Seconds since 1970.
+    pub now: i64,
+    /// `max_age=`: an `iat` older than this, or, without `iat`, an `exp` further away than
+    /// this, is refused.
+    pub max_age: Option<i64>,
+}
+
+/// Opens a sealed cookie value: the JSON identity, if every check passes.
+pub fn open(
+    ring: &KeyRing,
+    cookie_name: &[u8],
+    value: &[u8],
+    validity: Validity,
+) -> Result<Vec<u8>, OpenError> {
+    if value.len() > MAX_SEALED_LEN {
+        return Err(OpenError::TooLong);
+    }
+    // Unpadded base64url only: '=' and the standard alphabet's '+' '/' are refused.
+    let bytes = URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| OpenError::Base64)?;
+    let (&version, rest) = bytes.split_first().ok_or(OpenError::Truncated)?;
+    if version != VERSION {
+        return Err(OpenError::Version);
+    }
+    let (&id_len, rest) = rest.split_first().ok_or(OpenError::Truncated)?;
+    let id_len = id_len as usize;
+    if rest.len() < id_len + NONCE_LEN + TAG_LEN {
+        return Err(OpenError::Truncated);
+    }
+    let (id, rest) = rest.split_at(id_len);
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let key = ring.find(id).ok_or(OpenError::UnknownKey)?;
+    let header_len = 2 + id_len;
+    let aad = aad(&bytes[..header_len], cookie_name);
+    let plain = key
+        .cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| OpenError::Tag)?;
+    check_validity(&plain, validity)?;
+    Ok(plain)
+}
+
+fn check_validity(plain: &[u8], validity: Validity) -> Result<(), OpenError> {
+    let serde_json::Value::Object(claims) =
+        serde_json::from_slice::<serde_json::Value>(plain).map_err(|_| OpenError::NotObject)?
+    else {
+        return Err(OpenError::NotObject);
+    };
+    let number = |name: &str| claims.get(name).and_then(|v| v.as_f64()).map(|f| f as i64);
+    let exp = number("exp").ok_or(OpenError::NoExpiry)?;
+    if validity.now >= exp {
+        return Err(OpenError::Expired);
+    }
+    if let Some(nbf) = number("nbf") {
+        if validity.now < nbf {
+            return Err(OpenError::NotYetValid);
+        }
+    }
+    if let Some(max_age) = validity.max_age {
+        match number("iat") {
+            Some(iat) if validity.now - iat > max_age => return Err(OpenError::TooOld),
+            None if exp - validity.now > max_age => return Err(OpenError::TooOld),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTORS: &str = include_str!("../t/sealed-vectors.json");
+
+    fn ring() -> KeyRing {
+        KeyRing::parse(
+            "# test ring\nk2 AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n\nk1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n",
+        )
+        .unwrap()
+    }
+
+    const NOW: Validity = Validity {
+        now: 1_800_000_000,
+        max_age: None,
+    };
+
+    #[test]
+    fn seals_and_opens_with_every_key() {
+        let ring = ring();
+        let plain = br#"{"sub":"alice","exp":1900000000}"#;
+        let cookie = seal(ring.sealing_key(), b"session", &[7; 12], plain);
+        assert_eq!(
+            open(&ring, b"session", cookie.as_bytes(), NOW).unwrap(),
+            plain
+        );
+        assert_eq!(ring.sealing_key().id, b"k2");
+        let old = seal(&SealKey::new(b"k1", &[1; 32]), b"session", &[8; 12], plain);
+        assert_eq!(open(&ring, b"session", old.as_bytes(), NOW).unwrap(), plain);
+    }
+
+    #[test]
+    fn vectors_match() {
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        for v in vectors["vectors"].as_array().unwrap() {
+            let raw: [u8; 32] = STANDARD
+                .decode(v["key"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let key = SealKey::new(v["key_id"].as_str().unwrap().as_bytes(), &raw);
+            let nonce: [u8; 12] = hex(v["nonce"].as_str().unwrap()).try_into().unwrap();
+            let name = v["cookie_name"].as_str().unwrap().as_bytes();
+            let identity = v["identity"].as_str().unwrap().as_bytes();
+            let cookie = seal(&key, name, &nonce, identity);
+            assert_eq!(
+                cookie,
+                v["cookie"].as_str().unwrap(),
+                "vector {}",
+                v["name"]
+            );
+            let ring = KeyRing { keys: vec![key] };
+            let opened = open(&ring, name, cookie.as_bytes(), NOW);
+            if v["name"] == "expired" {
+                assert_eq!(opened, Err(OpenError::Expired));
+            } else {
+                assert_eq!(opened.unwrap(), identity);
+            }
+        }
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn sealed(plain: &str) -> String {
+        seal(ring().sealing_key(), b"session", &[9; 12], plain.as_bytes())
+    }
+
+    #[test]
+    fn every_failure_is_refused() {
+        let ring = ring();
+        let good = sealed(r#"{"sub":"a","exp":1900000000}"#);
+        let open_ = |v: &[u8]| open(&ring, b"session", v, NOW);
+        assert!(open_(good.as_bytes()).is_ok());
+
+        // A flipped byte anywhere in the decoded value.
+        let bytes = URL_SAFE_NO_PAD.decode(&good).unwrap();
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x01;
+            assert!(
+                open_(URL_SAFE_NO_PAD.encode(&t).as_bytes()).is_err(),
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            open(&ring, b"other", good.as_bytes(), NOW),
+            Err(OpenError::Tag),
+            "moved to another cookie"
+        );
+        assert_eq!(
+            open_(&good.as_bytes()[..good.len() - 4]),
+            Err(OpenError::Tag)
+        );
+        assert_eq!(open_(b"AQ"), Err(OpenError::Truncated));
+        assert_eq!(open_(b""), Err(OpenError::Truncated));
+        assert_eq!(open_(format!("{good}=").as_bytes()), Err(OpenError::Base64));
+        assert_eq!(open_(b"not base64!"), Err(OpenError::Base64));
+        assert_eq!(
+            open_(&vec![b'A'; MAX_SEALED_LEN + 1]),
+            Err(OpenError::TooLong)
+        );
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(
+            open_(URL_SAFE_NO_PAD.encode(&v2).as_bytes()),
+            Err(OpenError::Version)
+        );
+        let stranger = seal(&SealKey::new(b"k9", &[9; 32]), b"session", &[1; 12], b"{}");
+        assert_eq!(open_(stranger.as_bytes()), Err(OpenError::UnknownKey));
+        let wrong_key_same_id = seal(&SealKey::new(b"k2", &[9; 32]), b"session", &[1; 12], b"{}");
+        assert_eq!(open_(wrong_key_same_id.as_bytes()), Err(OpenError::Tag));
+    }
+
+    #[test]
+    fn claims_are_checked() {
+        let ring = ring();
+        let open_ = |p: &str, v: Validity| open(&ring, b"session", sealed(p).as_bytes(), v);
+        assert_eq!(open_(r#"{"exp":1700000000}"#, NOW), Err(OpenError::Expired));
+        assert_eq!(open_(r#"{"exp":1800000000}"#, NOW), Err(OpenError::Expired));
+        assert_eq!(open_(r#"{"sub":"a"}"#, NOW), Err(OpenError::NoExpiry));
+        assert_eq!(
+            open_(r#"{"exp":"1900000000"}"#, NOW),
+            Err(OpenError::NoExpiry)
+        );
+        assert_eq!(open_(r#"["exp"]"#, NOW), Err(OpenError::NotObject));
+        assert_eq!(open_("not json", NOW), Err(OpenError::NotObject));
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"nbf":1850000000}"#, NOW),
+            Err(OpenError::NotYetValid)
+        );
+        assert!(open_(r#"{"exp":1900000000,"nbf":1700000000}"#, NOW).is_ok());
+        let max = Validity {
+            max_age: Some(3600),
+            ..NOW
+        };
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"iat":1799990000}"#, max),
+            Err(OpenError::TooOld)
+        );
+        assert!(open_(r#"{"exp":1900000000,"iat":1799999000}"#, max).is_ok());
+        assert_eq!(open_(r#"{"exp":1800007200}"#, max), Err(OpenError::TooOld));
+        assert!(open_(r#"{"exp":1800001800}"#, max).is_ok());
+    }
+
+    #[test]
+    fn key_rings_are_validated() {
+        let k = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        assert_eq!(KeyRing::parse("").err(), Some(KeyRingError::Empty));
+        assert_eq!(KeyRing::parse("# only\n").err(), Some(KeyRingError::Empty));
+        assert_eq!(KeyRing::parse("k1\n").err(), Some(KeyRingError::Syntax(1)));
+        assert_eq!(
+            KeyRing::parse(&format!("k1 {k} x")).err(),
+            Some(KeyRingError::Syntax(1))
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("k!1 {k}")).err(),
+            Some(KeyRingError::KeyId(1))
+        );
+        assert_eq!(
+            KeyRing::parse("\nk1 AQEB").err(),
+            Some(KeyRingError::Key(2))
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("k1 {k}\nk1 {k}")).err(),
+            Some(KeyRingError::DuplicateId(2, "k1".into()))
+        );
+        assert!(KeyRing::parse(&format!("k1 {k}")).is_ok());
+    }
+}
