@@ -7,7 +7,7 @@ MODULE := $(CURDIR)/build/modules/ngx_http_identity_module.so
 ECHO_MODULE := /usr/lib/nginx/modules/ngx_http_echo_module.so
 CARGO ?= cargo
 
-.PHONY: all deps module test check unit t run stop bench clean
+.PHONY: all deps module test check unit t run stop bench fuzz soak check-valgrind clean
 
 all: module
 
@@ -53,6 +53,10 @@ stop:
 # One table of worker CPU per request and requests per second (scripts/bench).
 bench: module
 	@bash scripts/bench
+
+# Every cargo-fuzz target briefly (FUZZ_SECONDS=600 for the long runs).
+fuzz:
+	@bash scripts/fuzz.sh
 
 clean:
 	rm -rf build target t/servroot*

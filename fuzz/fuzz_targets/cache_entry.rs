@@ -1,0 +1,24 @@
+//! Decoding cached answers and reading Cache-Control from arbitrary bytes.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../src/decision.rs"]
+mod decision;
+
+#[allow(dead_code)]
+#[path = "../../src/cache_entry.rs"]
+mod cache_entry;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(answer) = cache_entry::decode(401, data) {
+        let again = cache_entry::encode(&answer);
+        let back = cache_entry::decode(401, &again).expect("what encode wrote decodes");
+        assert_eq!(back.body, answer.body);
+    }
+    let rules = cache_entry::DEFAULT_VALID;
+    if let Some(ttl) = cache_entry::ttl_for(&rules, 200, data) {
+        assert!(ttl <= 60);
+    }
+});
