@@ -42,6 +42,16 @@ t: module
 
 test: check unit t
 
+# target/libnginx-mod-http-identity_<version>_<arch>.deb, laid out like Debian's own
+# libnginx-mod-* packages (scripts/deb.sh, scripts/deb/).
+deb: module
+	@bash scripts/deb.sh
+
+# Installs that package with apt, serves a request through Debian's nginx with it, purges
+# it; leaves the machine as it found it (scripts/test-deb.sh).
+test-deb: deb
+	@bash scripts/test-deb.sh
+
 # Demo: Debian's nginx with nginx-conf/demo.conf (gateway, mock user service, mock
 # business service on localhost).
 run: module

@@ -7,7 +7,7 @@ pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
       libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
       liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
       libtest-base-perl liburi-perl libhttp-message-perl libwww-perl
-      python3-cryptography)
+      python3-cryptography dpkg-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
