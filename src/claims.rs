@@ -1,6 +1,16 @@
 //! Claim extraction for `$identity_claim_NAME`: top-level fields of a JSON object body.
+//!
+//! Parsing records where each top-level value lies in the body instead of building a
+//! tree: one validation pass and one small allocation per body, and a claim's text is
+//! taken from its own bytes only when a variable asks for it. Numbers keep their exact
+//! text this way.
 
-use serde_json::{Map, Value};
+use core::fmt;
+use core::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// Why a body offers no claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -11,103 +21,207 @@ pub enum ClaimsError {
     NotAnObject,
 }
 
-/// The parsed top-level fields of an identity body.
+/// A top-level key: where it lies in the body, or its text when it held escapes.
 #[derive(Debug)]
-pub struct Claims(Map<String, Value>);
+enum Key {
+    Span(Range<usize>),
+    Owned(String),
+}
+
+/// The top-level fields of an identity body, as spans of that body.
+#[derive(Debug)]
+pub struct Claims {
+    fields: Vec<(Key, Range<usize>)>,
+}
 
 impl Claims {
     /// Parses a body; it must be a UTF-8 JSON object (RFC 8259).
     pub fn parse(body: &[u8]) -> Result<Self, ClaimsError> {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Ok(Claims(map)),
-            Ok(_) => Err(ClaimsError::NotAnObject),
-            Err(_) => Err(ClaimsError::NotJson),
-        }
+        let text = core::str::from_utf8(body).map_err(|_| ClaimsError::NotJson)?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let fields = de
+            .deserialize_any(FieldsVisitor {
+                base: text.as_ptr() as usize,
+            })
+            .map_err(|e| {
+                if e.is_data() {
+                    ClaimsError::NotAnObject
+                } else {
+                    ClaimsError::NotJson
+                }
+            })?;
+        de.end().map_err(|_| ClaimsError::NotJson)?;
+        Ok(Claims { fields })
     }
 
-    /// The text of claim `name`, or `None` when absent or null.
-    /// nginx lowercases variable names, so an exact match is tried first and then a
-    /// case-insensitive one (`$identity_claim_userid` finds `userId`).
-    pub fn get(&self, name: &str) -> Option<String> {
-        let value = self.0.get(name).or_else(|| {
-            self.0
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })?;
+    /// The text of claim `name` in `body` (the body `parse` was given), or `None` when
+    /// absent or null. nginx lowercases variable names, so an exact match is tried first
+    /// and then a case-insensitive one (`$identity_claim_userid` finds `userId`).
+    pub fn get(&self, body: &[u8], name: &str) -> Option<String> {
+        let text = core::str::from_utf8(body).ok()?;
+        fn key_text<'a>(text: &'a str, k: &'a Key) -> &'a str {
+            match k {
+                Key::Span(r) => text.get(r.clone()).unwrap_or_default(),
+                Key::Owned(s) => s,
+            }
+        }
+        let value = self
+            .fields
+            .iter()
+            .find(|(k, _)| key_text(text, k) == name)
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|(k, _)| key_text(text, k).eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| text.get(v.clone()).unwrap_or_default())?;
         claim_text(value)
     }
 }
 
 /// Strings as they are, numbers as written, booleans as `true`/`false`, arrays of
 /// scalars joined with commas, anything else as compact JSON; null is absent.
-fn claim_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Array(items) if items.iter().all(is_scalar) => Some(
-            items
+fn claim_text(raw: &str) -> Option<String> {
+    match raw.as_bytes().first()? {
+        b'n' => None,
+        b'"' => serde_json::from_str::<String>(raw).ok(),
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(raw).ok()?;
+            if items
                 .iter()
-                .filter_map(claim_text)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        Value::Array(_) | Value::Object(_) => serde_json::to_string(value).ok(),
+                .all(|i| !matches!(i.get().as_bytes().first(), Some(b'[' | b'{')))
+            {
+                Some(
+                    items
+                        .iter()
+                        .filter_map(|i| claim_text(i.get()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            } else {
+                compact(raw)
+            }
+        }
+        b'{' => compact(raw),
+        // Numbers and booleans: their own text.
+        _ => Some(raw.to_string()),
     }
 }
 
-fn is_scalar(value: &Value) -> bool {
-    !matches!(value, Value::Array(_) | Value::Object(_))
+fn compact(raw: &str) -> Option<String> {
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .and_then(|v| serde_json::to_string(&v).ok())
+}
+
+/// Visits the top-level object, recording each key's and value's span.
+struct FieldsVisitor {
+    base: usize,
+}
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Vec<(Key, Range<usize>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(key) = map.next_key_seed(KeySeed { base: self.base })? {
+            let value: &'de RawValue = map.next_value()?;
+            let start = value.get().as_ptr() as usize - self.base;
+            fields.push((key, start..start + value.get().len()));
+        }
+        Ok(fields)
+    }
+}
+
+struct KeySeed {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Key, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key, E> {
+        let start = v.as_ptr() as usize - self.base;
+        Ok(Key::Span(start..start + v.len()))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        Ok(Key::Owned(v.to_string()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claims(body: &str) -> Claims {
-        Claims::parse(body.as_bytes()).expect("test body is a JSON object")
+    fn get(body: &str, name: &str) -> Option<String> {
+        Claims::parse(body.as_bytes())
+            .expect("test body is a JSON object")
+            .get(body.as_bytes(), name)
     }
 
     #[test]
     fn scalars_render_as_text() {
-        let c = claims(
-            r#"{"id":"alice","n":42,"big":12345678901234567890123,"f":1.50,"ok":true,"no":false,"nil":null}"#,
-        );
-        assert_eq!(c.get("id").as_deref(), Some("alice"));
-        assert_eq!(c.get("n").as_deref(), Some("42"));
-        assert_eq!(c.get("big").as_deref(), Some("12345678901234567890123"));
-        assert_eq!(c.get("f").as_deref(), Some("1.50"));
-        assert_eq!(c.get("ok").as_deref(), Some("true"));
-        assert_eq!(c.get("no").as_deref(), Some("false"));
-        assert_eq!(c.get("nil"), None);
-        assert_eq!(c.get("missing"), None);
+        let b = r#"{"id":"alice","n":42,"big":12345678901234567890123,"f":1.50,"e":1e3,"ok":true,"no":false,"nil":null}"#;
+        assert_eq!(get(b, "id").as_deref(), Some("alice"));
+        assert_eq!(get(b, "n").as_deref(), Some("42"));
+        assert_eq!(get(b, "big").as_deref(), Some("12345678901234567890123"));
+        assert_eq!(get(b, "f").as_deref(), Some("1.50"));
+        assert_eq!(get(b, "e").as_deref(), Some("1e3"));
+        assert_eq!(get(b, "ok").as_deref(), Some("true"));
+        assert_eq!(get(b, "no").as_deref(), Some("false"));
+        assert_eq!(get(b, "nil"), None);
+        assert_eq!(get(b, "missing"), None);
     }
 
     #[test]
     fn arrays_and_objects() {
-        let c = claims(
-            r#"{"roles":["admin","dev",3,true],"org":{"b":1,"a":[1,2]},"mixed":[{"x":1},2],"empty":[]}"#,
-        );
-        assert_eq!(c.get("roles").as_deref(), Some("admin,dev,3,true"));
-        assert_eq!(c.get("org").as_deref(), Some(r#"{"b":1,"a":[1,2]}"#));
-        assert_eq!(c.get("mixed").as_deref(), Some(r#"[{"x":1},2]"#));
-        assert_eq!(c.get("empty").as_deref(), Some(""));
+        let b = r#"{"roles":["admin","dev",3,true], "org" : { "b" : 1, "a" : [1, 2] },"mixed":[{"x":1},2],"empty":[]}"#;
+        assert_eq!(get(b, "roles").as_deref(), Some("admin,dev,3,true"));
+        assert_eq!(get(b, "org").as_deref(), Some(r#"{"b":1,"a":[1,2]}"#));
+        assert_eq!(get(b, "mixed").as_deref(), Some(r#"[{"x":1},2]"#));
+        assert_eq!(get(b, "empty").as_deref(), Some(""));
     }
 
     #[test]
     fn names_fall_back_to_case_insensitive() {
-        let c = claims(r#"{"userId":"u1","userid":"exact"}"#);
-        assert_eq!(c.get("userid").as_deref(), Some("exact"));
-        let c = claims(r#"{"userId":"u1"}"#);
-        assert_eq!(c.get("userid").as_deref(), Some("u1"));
+        assert_eq!(
+            get(r#"{"userId":"u1","userid":"exact"}"#, "userid").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(get(r#"{"userId":"u1"}"#, "userid").as_deref(), Some("u1"));
+        assert_eq!(
+            get(r#"{"us\u0065r":"escaped key"}"#, "user").as_deref(),
+            Some("escaped key")
+        );
     }
 
     #[test]
     fn escapes_are_decoded_so_header_checks_see_them() {
-        let c = claims(r#"{"name":"a\r\nX-Admin: 1"}"#);
-        assert_eq!(c.get("name").as_deref(), Some("a\r\nX-Admin: 1"));
+        assert_eq!(
+            get(r#"{"name":"a\r\nX-Admin: 1"}"#, "name").as_deref(),
+            Some("a\r\nX-Admin: 1")
+        );
+        assert_eq!(
+            get(r#"{"name":"Bj\u00f8rn"}"#, "name").as_deref(),
+            Some("Bjørn")
+        );
     }
 
     #[test]
@@ -118,6 +232,14 @@ mod tests {
         );
         assert_eq!(Claims::parse(b"{\"a\":").err(), Some(ClaimsError::NotJson));
         assert_eq!(
+            Claims::parse(b"{\"a\":1} x").err(),
+            Some(ClaimsError::NotJson)
+        );
+        assert_eq!(
+            Claims::parse(b"{\"a\":1,}").err(),
+            Some(ClaimsError::NotJson)
+        );
+        assert_eq!(
             Claims::parse(b"[1,2]").err(),
             Some(ClaimsError::NotAnObject)
         );
@@ -125,10 +247,12 @@ mod tests {
             Claims::parse(b"\"s\"").err(),
             Some(ClaimsError::NotAnObject)
         );
+        assert_eq!(Claims::parse(b"12").err(), Some(ClaimsError::NotAnObject));
         assert_eq!(
             Claims::parse(b"{\"a\":\"\xff\xfe\"}").err(),
             Some(ClaimsError::NotJson)
         );
         assert_eq!(Claims::parse(b"").err(), Some(ClaimsError::NotJson));
+        assert!(Claims::parse(b" {} ").is_ok());
     }
 }

@@ -47,6 +47,20 @@ pub struct IdentityHeader {
     pub value: *mut ngx_http_complex_value_t,
 }
 
+impl IdentityHeader {
+    /// The name, for the lifetime of the configuration (which outlives every request
+    /// and is never modified once parsed).
+    pub fn name(&self) -> &'static [u8] {
+        // SAFETY: the Vec lives in the configuration and is not changed after parsing.
+        unsafe { core::slice::from_raw_parts(self.name.as_ptr(), self.name.len()) }
+    }
+
+    pub fn lowcase_name(&self) -> &'static [u8] {
+        // SAFETY: as for `name`.
+        unsafe { core::slice::from_raw_parts(self.lowcase_name.as_ptr(), self.lowcase_name.len()) }
+    }
+}
+
 /// `identity_request`.
 #[derive(Clone)]
 pub enum RequestUri {

@@ -117,12 +117,15 @@ impl Policy {
 }
 
 /// Which of the user service's response headers the client gets with a relayed status.
-pub fn relayed_header(status: u16, lowercase_name: &[u8]) -> bool {
-    match lowercase_name {
-        b"www-authenticate" => status == 401,
-        b"retry-after" => status == 429 || status == 503,
-        b"location" => (300..400).contains(&status),
-        _ => false,
+pub fn relayed_header(status: u16, name: &[u8]) -> bool {
+    if name.eq_ignore_ascii_case(b"www-authenticate") {
+        status == 401
+    } else if name.eq_ignore_ascii_case(b"retry-after") {
+        status == 429 || status == 503
+    } else if name.eq_ignore_ascii_case(b"location") {
+        (300..400).contains(&status)
+    } else {
+        false
     }
 }
 
@@ -195,5 +198,6 @@ mod tests {
         assert!(relayed_header(302, b"location"));
         assert!(!relayed_header(401, b"location"));
         assert!(!relayed_header(401, b"set-cookie"));
+        assert!(relayed_header(401, b"WWW-Authenticate"));
     }
 }

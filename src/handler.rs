@@ -161,18 +161,11 @@ impl RequestCtx {
         if !self.identity_visible.get() {
             return Ok(None);
         }
-        let claims = match self.claims.get() {
-            Some(c) => c,
-            None => {
-                let parsed = match self.answer.try_borrow() {
-                    Ok(answer) => Claims::parse(&answer.body),
-                    Err(_) => return Ok(None),
-                };
-                self.claims.get_or_init(|| parsed)
-            }
+        let Ok(answer) = self.answer.try_borrow() else {
+            return Ok(None);
         };
-        match claims {
-            Ok(claims) => Ok(claims.get(name)),
+        match self.claims.get_or_init(|| Claims::parse(&answer.body)) {
+            Ok(claims) => Ok(claims.get(&answer.body, name)),
             Err(e) => Err(*e),
         }
     }
@@ -500,7 +493,7 @@ fn apply(
         Verdict::Allow => match identity_headers(r, conf, ctx) {
             Ok(headers) => {
                 for (h, value) in headers {
-                    headers_in::add_request_header(r, &h.name, &h.lowcase_name, &value)?;
+                    headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
                 }
                 let outcome = if ctx.sealed.get() {
                     IdentityStatus::Sealed
@@ -542,9 +535,9 @@ fn identity_headers<'c>(
     r: &mut ngx_http_request_t,
     conf: &'c IdentityConf,
     ctx: &RequestCtx,
-) -> Result<Vec<(&'c IdentityHeader, Vec<u8>)>, String> {
+) -> Result<Vec<(&'c IdentityHeader, ngx_str_t)>, String> {
     ctx.identity_visible.set(true);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(conf.identity_headers().len());
     for h in conf.identity_headers() {
         let mut value = ngx_str_t::default();
         // SAFETY: h.value was compiled at configuration time for this module.
@@ -560,17 +553,16 @@ fn identity_headers<'c>(
                 String::from_utf8_lossy(&h.name)
             ));
         }
-        let value = value.as_bytes();
-        if value.is_empty() {
+        if value.len == 0 {
             continue;
         }
-        if let Err(why) = check_header_value(value) {
+        if let Err(why) = check_header_value(value.as_bytes()) {
             return Err(format!(
                 "identity_header \"{}\" value {why}, so it is not sent",
                 String::from_utf8_lossy(&h.name)
             ));
         }
-        out.push((h, value.to_vec()));
+        out.push((h, value));
     }
     Ok(out)
 }

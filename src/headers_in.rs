@@ -195,27 +195,30 @@ fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
 }
 
 /// Adds a header to the request's own headers, which every upstream module forwards.
+/// Nothing is copied: `name` and `lowcase_name` live in the configuration and `value`
+/// in the request's pool (or the configuration), all longer than the request.
 pub fn add_request_header(
     r: &mut ngx_http_request_t,
-    name: &[u8],
-    lowcase_name: &[u8],
-    value: &[u8],
+    name: &'static [u8],
+    lowcase_name: &'static [u8],
+    value: ngx_str_t,
 ) -> Result<(), NoMemory> {
-    let key = copy_to_pool(r.pool, name)?;
-    let lowcase = copy_to_pool(r.pool, lowcase_name)?;
-    let value = copy_to_pool(r.pool, value)?;
     // SAFETY: headers_in.headers is the request's live list of ngx_table_elt_t.
     let elt = unsafe { ngx_list_push(&mut r.headers_in.headers) } as *mut ngx_table_elt_t;
     if elt.is_null() {
         return Err(NoMemory);
     }
-    // SAFETY: elt is a fresh element; zero it, then fill what nginx reads.
+    // SAFETY: elt is a fresh element; zero it, then fill what nginx reads. nginx only
+    // reads through these pointers.
     unsafe {
         ptr::write_bytes(elt, 0, 1);
         (*elt).hash = 1;
-        (*elt).key = key;
+        (*elt).key = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
         (*elt).value = value;
-        (*elt).lowcase_key = lowcase.data;
+        (*elt).lowcase_key = lowcase_name.as_ptr() as *mut u8;
     }
     Ok(())
 }

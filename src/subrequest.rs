@@ -94,9 +94,9 @@ unsafe extern "C" fn subrequest_done(
         State::Answered => ctx.answer.borrow().failure,
         _ => None,
     };
-    // Not moved out: nginx may call this again after an error page, which the filter
-    // also collects.
-    let body = ctx.body.borrow().clone();
+    // If nginx calls this again after an error page, the filter has collected that page
+    // afresh and this takes it.
+    let body = core::mem::take(&mut *ctx.body.borrow_mut());
     let mut answer = read_answer(sr, rc, body, ctx.body_overflow.get());
     if answer.failure.is_none() {
         answer.failure = earlier_failure;
@@ -153,10 +153,7 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
                 .relay_headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !seen
-                && !value.is_empty()
-                && relayed_header(answer.status, &name.to_ascii_lowercase())
-            {
+            if !seen && !value.is_empty() && relayed_header(answer.status, name) {
                 answer.relay_headers.push((name.to_vec(), value.to_vec()));
             }
         })

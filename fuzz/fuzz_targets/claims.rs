@@ -12,8 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(name) = std::str::from_utf8(name) else {
         return;
     };
-    if let Ok(c) = claims::Claims::parse(body.get(1..).unwrap_or(body)) {
-        let _ = c.get(name);
-        let _ = c.get("id");
+    let body = body.get(1..).unwrap_or(body);
+    if let Ok(c) = claims::Claims::parse(body) {
+        let _ = c.get(body, name);
+        let _ = c.get(body, "id");
     }
 });
