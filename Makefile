@@ -99,6 +99,14 @@ stop:
 bench: module
 	@bash scripts/bench
 
+# The t/ suite under valgrind memcheck (slow: every nginx runs under valgrind).
+check-valgrind: module
+	@bash scripts/check-valgrind.sh
+
+# Faults, reloads and a million hits under load (scripts/soak).
+soak: module
+	@bash scripts/soak
+
 # Every cargo-fuzz target briefly (FUZZ_SECONDS=600 for the long runs).
 fuzz:
 	@bash scripts/fuzz.sh
