@@ -13,8 +13,14 @@ fn readme_sealer() -> String {
         .find("<!-- python-sealer -->")
         .expect("README has a <!-- python-sealer --> marker");
     let block = &README[start..];
-    let code_start = block.find("```python\n").expect("a python code block follows the marker") + 10;
-    let code_end = block[code_start..].find("```").expect("the code block ends") + code_start;
+    let code_start = block
+        .find("```python\n")
+        .expect("a python code block follows the marker")
+        + 10;
+    let code_end = block[code_start..]
+        .find("```")
+        .expect("the code block ends")
+        + code_start;
     block[code_start..code_end].to_string()
 }
 
