@@ -54,6 +54,18 @@ impl Claims {
         Ok(Claims { fields })
     }
 
+    /// The raw JSON text of the top-level field called exactly `name`.
+    pub fn raw<'a>(&self, body: &'a [u8], name: &str) -> Option<&'a str> {
+        let text = core::str::from_utf8(body).ok()?;
+        self.fields.iter().find_map(|(k, v)| {
+            let key = match k {
+                Key::Span(r) => text.get(r.clone())?,
+                Key::Owned(s) => s.as_str(),
+            };
+            (key == name).then(|| text.get(v.clone())).flatten()
+        })
+    }
+
     /// The text of claim `name` in `body` (the body `parse` was given), or `None` when
     /// absent or null. nginx lowercases variable names, so an exact match is tried first
     /// and then a case-insensitive one (`$identity_claim_userid` finds `userId`).

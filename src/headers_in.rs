@@ -233,6 +233,14 @@ pub unsafe fn give_subrequest_filtered_headers(
     sr: &mut ngx_http_request_t,
     withhold: impl Fn(&[u8]) -> bool,
 ) -> Result<(), NoMemory> {
+    let mut any = false;
+    // SAFETY: per the caller.
+    unsafe { visit(&sr.headers_in.headers, |name, _| any |= withhold(name)) };
+    if !any {
+        // Nothing to hold back: the shallow copy of the parent's list, which nothing
+        // changes while the subrequest runs, is what the subrequest reads.
+        return Ok(());
+    }
     let source = sr.headers_in.headers;
     // SAFETY: per the caller; source is a copy of the parent's list.
     unsafe {

@@ -19,6 +19,8 @@ use base64::Engine;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
+use crate::claims::Claims;
+
 pub const VERSION: u8 = 1;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
@@ -237,12 +239,20 @@ pub fn open(
 }
 
 fn check_validity(plain: &[u8], validity: Validity) -> Result<(), OpenError> {
-    let serde_json::Value::Object(claims) =
-        serde_json::from_slice::<serde_json::Value>(plain).map_err(|_| OpenError::NotObject)?
-    else {
-        return Err(OpenError::NotObject);
+    let claims = Claims::parse(plain).map_err(|_| OpenError::NotObject)?;
+    // A JSON number only: "exp":"1900000000" (a string) does not count.
+    let number = |name: &str| -> Option<i64> {
+        let raw = claims.raw(plain, name)?;
+        if !raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return None;
+        }
+        raw.parse::<i64>().ok().or_else(|| {
+            raw.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(|f| f as i64)
+        })
     };
-    let number = |name: &str| claims.get(name).and_then(|v| v.as_f64()).map(|f| f as i64);
     let exp = number("exp").ok_or(OpenError::NoExpiry)?;
     if validity.now >= exp {
         return Err(OpenError::Expired);

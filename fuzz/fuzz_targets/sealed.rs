@@ -3,6 +3,9 @@
 #![no_main]
 
 #[allow(dead_code)]
+#[path = "../../src/claims.rs"]
+mod claims;
+#[allow(dead_code)]
 #[path = "../../src/sealed.rs"]
 mod sealed;
 

@@ -7,6 +7,9 @@
 //! ```
 //! Without a positional argument the input is read from standard input.
 
+#[allow(dead_code)]
+#[path = "../claims.rs"]
+mod claims;
 #[path = "../sealed.rs"]
 mod sealed;
 
