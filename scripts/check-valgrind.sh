@@ -24,7 +24,7 @@ ours=$(awk '
   END { if (n) exit 1 }
 ' "$logs"/vg.*.log) && status=0 || status=1
 processes=$(ls "$logs"/vg.*.log | wc -l)
-others=$(grep -lE 'Invalid (read|write)|definitely lost' "$logs"/vg.*.log 2>/dev/null | wc -l)
+others=$( (grep -lE 'Invalid (read|write)|definitely lost' "$logs"/vg.*.log 2>/dev/null || true) | wc -l)
 echo "check-valgrind: $processes nginx processes checked; logs with any report: $others"
 if [ "$status" -ne 0 ]; then
   echo "check-valgrind: reports through this module:"

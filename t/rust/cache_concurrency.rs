@@ -841,3 +841,58 @@ async fn without_lock_concurrent_requests_make_several_calls() {
     );
     nginx.assert_clean_error_log();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_cached_entries() {
+    let nginx = Nginx::start(
+        "reload",
+        Options {
+            lock: true,
+            user_delay: None,
+            zone_size: "1m",
+        },
+    );
+    let cookies: Vec<String> = (0..20).map(|i| format!("rl-{i}")).collect();
+    let client = client();
+    for cookie in &cookies {
+        let reply = get(&client, &nginx.url("/api/orders"), cookie)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(reply.is_correct(), "{reply:?}");
+        assert_eq!(reply.identity, "MISS", "{reply:?}");
+    }
+    assert_eq!(nginx.user_calls().await.len(), 20);
+
+    let status = Command::new(&nginx.binary)
+        .arg("-p")
+        .arg(&nginx.prefix)
+        .arg("-c")
+        .arg(&nginx.conf)
+        .args(["-s", "reload"])
+        .status()
+        .expect("nginx -s reload runs");
+    assert!(status.success(), "nginx -s reload: {status}");
+    // The new workers are up once the master logs it; the old ones then go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nginx.error_log().contains("reconfiguring") {
+        assert!(Instant::now() < deadline, "no reload in the error log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // New connections, so the answers come from the new workers.
+    let client = self::client();
+    for cookie in &cookies {
+        let reply = get(&client, &nginx.url("/api/orders"), cookie)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(reply.is_correct(), "{reply:?}");
+        assert_eq!(reply.identity, "HIT", "entry lost in the reload: {reply:?}");
+    }
+    assert_eq!(
+        nginx.user_calls().await.len(),
+        20,
+        "the reload made the cache call again"
+    );
+    nginx.assert_clean_error_log();
+}
