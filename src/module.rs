@@ -20,19 +20,29 @@ use crate::{handler, subrequest, variables};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-const fn command(
+type SetFn = extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// A directive allowed at `levels` whose handler gets the conf at `conf_offset`.
+const fn directive(
     name: ngx_str_t,
+    levels: u32,
     args: u32,
-    set: extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    set: SetFn,
+    conf_offset: usize,
 ) -> ngx_command_t {
     ngx_command_t {
         name,
-        type_: (ANY_LEVEL | args) as ngx_uint_t,
+        type_: (levels | args) as ngx_uint_t,
         set: Some(set),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        conf: conf_offset,
         offset: 0,
         post: ptr::null_mut(),
     }
+}
+
+/// A directive of http, server and location levels, on this module's location conf.
+const fn command(name: ngx_str_t, args: u32, set: SetFn) -> ngx_command_t {
+    directive(name, ANY_LEVEL, args, set, NGX_HTTP_LOC_CONF_OFFSET)
 }
 
 static mut COMMANDS: [ngx_command_t; 18] = [
@@ -76,14 +86,13 @@ static mut COMMANDS: [ngx_command_t; 18] = [
         NGX_CONF_TAKE1,
         config::set_identity_max_size,
     ),
-    ngx_command_t {
-        name: ngx_string!("identity_cache_zone"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(config::set_identity_cache_zone),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    directive(
+        ngx_string!("identity_cache_zone"),
+        NGX_HTTP_MAIN_CONF,
+        NGX_CONF_TAKE1,
+        config::set_identity_cache_zone,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
     command(
         ngx_string!("identity_cache"),
         NGX_CONF_TAKE1,
@@ -109,22 +118,20 @@ static mut COMMANDS: [ngx_command_t; 18] = [
         NGX_CONF_TAKE1,
         config::set_identity_cache_lock_timeout,
     ),
-    ngx_command_t {
-        name: ngx_string!("identity_cache_purge"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(config::set_identity_cache_purge),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("identity_sealed_keys"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(config::set_identity_sealed_keys),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    directive(
+        ngx_string!("identity_cache_purge"),
+        NGX_HTTP_LOC_CONF,
+        NGX_CONF_TAKE1,
+        config::set_identity_cache_purge,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    directive(
+        ngx_string!("identity_sealed_keys"),
+        NGX_HTTP_MAIN_CONF,
+        NGX_CONF_TAKE1,
+        config::set_identity_sealed_keys,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
     command(
         ngx_string!("identity_sealed"),
         NGX_CONF_TAKE12,
