@@ -12,6 +12,7 @@ export TEST_NGINX_BINARY=${NGINX:-/usr/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES="${ECHO_MODULE:-/usr/lib/nginx/modules/ngx_http_echo_module.so} ${IDENTITY_MODULE:-$top/build/modules/ngx_http_identity_module.so}"
 export TEST_NGINX_USE_VALGRIND="--tool=memcheck --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --num-callers=60 --suppressions=$top/t/valgrind.suppress --log-file=$logs/vg.%p.log"
 # Requests wait on nginx under valgrind: give them time.
+export TEST_NGINX_SERVROOT=$logs/servroot
 export TEST_NGINX_TIMEOUT=${TEST_NGINX_TIMEOUT:-10}
 prove -r ${VALGRIND_TESTS:-t} >"$logs/prove.log" 2>&1 || echo "check-valgrind: prove reported failures (timing under valgrind); see $logs/prove.log"
 tail -3 "$logs/prove.log"

@@ -183,6 +183,16 @@ impl RequestCtx {
     }
 }
 
+/// What the access handler does once this module's work for the visit is over.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// Return this to the access phase.
+    Phase(ngx_int_t),
+    /// A response was sent: finalize the request with this and return `NGX_DONE`. Done
+    /// last, because finalizing can free the request's pool and this context with it.
+    Finalize(ngx_int_t),
+}
+
 /// A failure of the handler itself, answered with 500 like nginx's own modules do.
 #[derive(Debug, thiserror::Error)]
 enum HandlerError {
@@ -216,7 +226,12 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let conf = location_conf(r);
     match run(r, conf) {
-        Ok(rc) => rc,
+        Ok(Next::Phase(rc)) => rc,
+        Ok(Next::Finalize(rc)) => {
+            // SAFETY: r is the live main request; nothing of this module's is used after.
+            unsafe { ngx_http_finalize_request(r, rc) };
+            NGX_DONE
+        }
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
             HTTP_INTERNAL_SERVER_ERROR
@@ -235,13 +250,13 @@ impl ConnectionLog for ngx_http_request_t {
     }
 }
 
-fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, HandlerError> {
+fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerError> {
     if let Some(ctx) = request_ctx(r) {
         return match ctx.state.get() {
-            State::Start | State::Waiting => Ok(NGX_AGAIN),
-            State::Finished(rc) => Ok(rc),
+            State::Start | State::Waiting => Ok(Next::Phase(NGX_AGAIN)),
+            State::Finished(rc) => Ok(Next::Phase(rc)),
             // A wake-up that is not the timer's (the request's own write event).
-            State::WaitingForPeer if ctx.wait.armed() => Ok(NGX_AGAIN),
+            State::WaitingForPeer if ctx.wait.armed() => Ok(Next::Phase(NGX_AGAIN)),
             State::WaitingForPeer => {
                 let since = ctx.wait.since_ms.get();
                 consult_cache(r, conf, ctx, Some(since))
@@ -261,7 +276,7 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<ngx_int_t, Han
         })?;
     }
     if !conf.active() {
-        return Ok(NGX_DECLINED);
+        return Ok(Next::Phase(NGX_DECLINED));
     }
 
     let p = allocate_in_pool(r.pool, RequestCtx::new()) as *const RequestCtx;
@@ -323,9 +338,9 @@ fn fetch(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
     ctx: &RequestCtx,
-) -> Result<ngx_int_t, HandlerError> {
+) -> Result<Next, HandlerError> {
     let Some(uri) = conf.enabled() else {
-        return Ok(NGX_DECLINED);
+        return Ok(Next::Phase(NGX_DECLINED));
     };
     if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
         if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
@@ -336,7 +351,7 @@ fn fetch(
     }
     ctx.fetched.set(true);
     ctx.state.set(State::Waiting);
-    Ok(NGX_AGAIN)
+    Ok(Next::Phase(NGX_AGAIN))
 }
 
 /// Looks the key up; `waiting_since_ms` is set when this request waited for another's call.
@@ -345,7 +360,7 @@ fn consult_cache(
     conf: &IdentityConf,
     ctx: &RequestCtx,
     waiting_since_ms: Option<u64>,
-) -> Result<ngx_int_t, HandlerError> {
+) -> Result<Next, HandlerError> {
     let Some(cache) = ctx.cache.get() else {
         return fetch(r, conf, ctx);
     };
@@ -377,7 +392,7 @@ fn consult_cache(
         }
         Lookup::Wait => {
             wait_for_peer(r, ctx);
-            Ok(NGX_AGAIN)
+            Ok(Next::Phase(NGX_AGAIN))
         }
         Lookup::Fetch { locked } => {
             cache.holds_lock.set(locked);
@@ -428,7 +443,7 @@ fn finish(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
     ctx: &RequestCtx,
-) -> Result<ngx_int_t, HandlerError> {
+) -> Result<Next, HandlerError> {
     let policy = conf.policy();
     if ctx.fetched.get() {
         let (failure, status) = {
@@ -476,10 +491,13 @@ fn conclude(
     conf: &IdentityConf,
     ctx: &RequestCtx,
     verdict: Verdict,
-) -> Result<ngx_int_t, HandlerError> {
-    let rc = apply(r, conf, ctx, verdict)?;
-    ctx.state.set(State::Finished(rc));
-    Ok(rc)
+) -> Result<Next, HandlerError> {
+    let next = apply(r, conf, ctx, verdict)?;
+    ctx.state.set(State::Finished(match next {
+        Next::Phase(rc) => rc,
+        Next::Finalize(_) => NGX_DONE,
+    }));
+    Ok(next)
 }
 
 /// Carries out a verdict; returns what the access handler returns.
@@ -488,7 +506,7 @@ fn apply(
     conf: &IdentityConf,
     ctx: &RequestCtx,
     verdict: Verdict,
-) -> Result<ngx_int_t, HandlerError> {
+) -> Result<Next, HandlerError> {
     match verdict {
         Verdict::Allow => match identity_headers(r, conf, ctx) {
             Ok(headers) => {
@@ -504,7 +522,7 @@ fn apply(
                 };
                 ctx.status.set(Some(outcome));
                 strip_session_cookie(r, conf)?;
-                Ok(NGX_OK)
+                Ok(Next::Phase(NGX_OK))
             }
             Err(reason) => {
                 ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
@@ -515,11 +533,11 @@ fn apply(
         Verdict::PassWithout(status) => {
             ctx.status.set(Some(status));
             strip_session_cookie(r, conf)?;
-            Ok(NGX_OK)
+            Ok(Next::Phase(NGX_OK))
         }
         Verdict::Respond(code, status) => {
             ctx.status.set(Some(status));
-            Ok(code as ngx_int_t)
+            Ok(Next::Phase(code as ngx_int_t))
         }
         Verdict::Relay(code) => {
             ctx.status.set(Some(IdentityStatus::Denied));
@@ -610,20 +628,16 @@ fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Resu
 /// Answers the client with the user service's refusal: its status, the headers the
 /// decision module allows, and its body. An empty body leaves the page to nginx, so
 /// `error_page` applies as it does for `auth_request`.
-fn relay(
-    r: &mut ngx_http_request_t,
-    answer: &Answer,
-    code: u16,
-) -> Result<ngx_int_t, HandlerError> {
+fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<Next, HandlerError> {
     for (name, value) in &answer.relay_headers {
         add_response_header(r, name, value)?;
     }
     if answer.body.is_empty() {
-        return Ok(code as ngx_int_t);
+        return Ok(Next::Phase(code as ngx_int_t));
     }
     // SAFETY: r is the live main request; discarding its body keeps keepalive working.
     if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return Ok(HTTP_INTERNAL_SERVER_ERROR);
+        return Ok(Next::Phase(HTTP_INTERNAL_SERVER_ERROR));
     }
     r.headers_out.status = usize::from(code);
     r.headers_out.content_length_n = answer.body.len() as i64;
@@ -656,11 +670,9 @@ fn relay(
         // SAFETY: out is a valid one-link chain for the live request.
         unsafe { ngx_http_output_filter(r, &mut out) }
     };
-    // The response is complete: finalize as a content handler would, and tell the
-    // access phase that the request is taken care of.
-    // SAFETY: r is the live main request.
-    unsafe { ngx_http_finalize_request(r, rc) };
-    Ok(NGX_DONE)
+    // The response is complete: the access handler finalizes it as a content handler
+    // would, once nothing here touches the request's memory any more.
+    Ok(Next::Finalize(rc))
 }
 
 fn copy_str(r: &ngx_http_request_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
