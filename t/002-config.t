@@ -1,6 +1,30 @@
 # Configuration: what nginx refuses to start with, and what it accepts.
+# t/lib/Identity.pm fills in what a block leaves out: GET /api/x, and no stderr when
+# nginx must die. Each block gives its whole server config.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
+# TEST 24 and 25: identity settings given once for the whole server.
+our $ServerLevel = <<'_EOC_';
+    identity_request /_identity;
+    identity_key $http_x_token;
+    identity_header X-User-Id $identity_claim_id;
+    location = /_identity {
+        internal;
+        if ($http_x_token != "t1") { return 401 "bad token\n"; }
+        return 200 '{"id":"alice"}';
+    }
+    location /api/ {
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location /backend {
+        identity_request off;
+        return 200 "id=$http_x_user_id\n";
+    }
+_EOC_
+
+identity_blocks();
 no_shuffle();
 run_tests();
 
@@ -14,10 +38,7 @@ __DATA__
         identity_key $no_such_variable;
         return 200 "ok\n";
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 unknown "no_such_variable" variable
 
@@ -26,10 +47,7 @@ unknown "no_such_variable" variable
 === TEST 2: identity_max_size 0 is refused
 --- config
     location /api/ { identity_max_size 0; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_max_size" invalid value "0"
 
@@ -38,10 +56,7 @@ GET /api/x
 === TEST 3: identity_max_size abc is refused
 --- config
     location /api/ { identity_max_size abc; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_max_size" invalid value "abc"
 
@@ -50,10 +65,7 @@ GET /api/x
 === TEST 4: identity_max_size above 1m is refused
 --- config
     location /api/ { identity_max_size 2m; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_max_size" invalid value "2m"
 
@@ -62,8 +74,6 @@ GET /api/x
 === TEST 5: identity_max_size 1m is accepted
 --- config
     location /api/ { identity_max_size 1m; return 200 "up\n"; }
---- request
-GET /api/x
 --- response_body
 up
 --- no_error_log
@@ -74,10 +84,7 @@ up
 === TEST 6: identity_on_error 200 is refused (not an error status)
 --- config
     location /api/ { identity_on_error 200; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_on_error" invalid value "200"
 
@@ -86,10 +93,7 @@ GET /api/x
 === TEST 7: identity_on_error with a word other than pass is refused
 --- config
     location /api/ { identity_on_error open; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_on_error" invalid value "open"
 
@@ -102,10 +106,7 @@ GET /api/x
         identity_request /_idenitty;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_request /_idenitty": no location serves this URI
 
@@ -118,10 +119,7 @@ GET /api/x
         identity_request /_identity;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_request /_identity": no location serves this URI
 
@@ -134,10 +132,7 @@ GET /api/x
         identity_request /_identity;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_request /_identity": no location serves this URI
 
@@ -153,10 +148,7 @@ GET /api/x
 --- config
     location = /_identity { internal; return 200 "{}"; }
     location /api/ { return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_request /_identity": no location serves this URI
 
@@ -180,8 +172,6 @@ GET /api/x
         identity_request off;
         return 200 "id=$http_x_user_id\n";
     }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 --- response_body
@@ -203,8 +193,6 @@ id=alice
         proxy_pass http://127.0.0.1:$server_port/backend;
     }
     location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 --- response_body
@@ -222,10 +210,7 @@ id=alice
         identity_header "X:User" $identity;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 invalid header name "X:User"
 
@@ -237,10 +222,7 @@ invalid header name "X:User"
         identity_header "X User" $identity;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 invalid header name "X User"
 
@@ -252,10 +234,7 @@ invalid header name "X User"
         identity_strip "X-Internal:";
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 invalid header name "X-Internal:"
 
@@ -270,10 +249,7 @@ invalid header name "X-Internal:"
         identity_strip_cookie on;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_strip_cookie on" needs an "identity_key" that reads a $cookie_NAME variable
 
@@ -288,8 +264,6 @@ GET /api/x
         proxy_pass http://127.0.0.1:$server_port/backend;
     }
     location /backend { return 200 "cookie=$http_cookie\n"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: a=1; session=s1
 --- response_body
@@ -302,10 +276,7 @@ cookie=a=1
 === TEST 19: identity_anonymous takes only on or off
 --- config
     location /api/ { identity_anonymous yes; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_anonymous" invalid value "yes"
 
@@ -314,10 +285,7 @@ GET /api/x
 === TEST 20: identity_strip_cookie takes only on or off
 --- config
     location /api/ { identity_strip_cookie 1; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_strip_cookie" invalid value "1"
 
@@ -326,10 +294,7 @@ GET /api/x
 === TEST 21: identity_request takes off or a URI
 --- config
     location /api/ { identity_request _identity; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_request" invalid value "_identity"
 
@@ -342,10 +307,7 @@ GET /api/x
         identity_on_error pass;
         return 200;
     }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 "identity_on_error" is duplicate
 
@@ -354,34 +316,15 @@ GET /api/x
 === TEST 23: identity_header takes exactly two arguments
 --- config
     location /api/ { identity_header X-User; return 200; }
---- request
-GET /api/x
 --- must_die
---- suppress_stderr
 --- error_log
 invalid number of arguments in "identity_header" directive
 
 
 
 === TEST 24: settings at server level are inherited by locations
---- config
-    identity_request /_identity;
-    identity_key $http_x_token;
-    identity_header X-User-Id $identity_claim_id;
-    location = /_identity {
-        internal;
-        if ($http_x_token != "t1") { return 401 "bad token\n"; }
-        return 200 '{"id":"alice"}';
-    }
-    location /api/ {
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        identity_request off;
-        return 200 "id=$http_x_user_id\n";
-    }
---- request
-GET /api/x
+--- config eval
+$::ServerLevel
 --- more_headers
 X-Token: t1
 --- response_body
@@ -390,23 +333,8 @@ id=alice
 
 
 === TEST 25: an inherited server-level setting is enforced (wrong token refused)
---- config
-    identity_request /_identity;
-    identity_key $http_x_token;
-    location = /_identity {
-        internal;
-        if ($http_x_token != "t1") { return 401 "bad token\n"; }
-        return 200 '{"id":"alice"}';
-    }
-    location /api/ {
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        identity_request off;
-        return 200 "reached\n";
-    }
---- request
-GET /api/x
+--- config eval
+$::ServerLevel
 --- more_headers
 X-Token: t2
 --- error_code: 401

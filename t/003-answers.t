@@ -1,35 +1,23 @@
 # What each kind of user-service answer does to the client's request.
+# t/lib/Identity.pm builds each block's nginx config from its sections.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
-# Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches the pattern (case-insensitively), without their CR, in order.
-sub main::header_lines {
-    my $names = shift;
-    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
-}
-
+identity_blocks();
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: 200: the business service gets the identity headers
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=$http_x_user id=$http_x_user_id\n"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User $identity;
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "user=$http_x_user id=$http_x_user_id\n";
 --- more_headers
 Cookie: session=s1
 --- response_body
@@ -41,23 +29,14 @@ user={"id":"alice"} id=alice
 
 
 === TEST 2: 204 with an empty body allows; headers made only of $identity are not set
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 204; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        identity_header X-Auth "via-$identity";
-        proxy_pass http://127.0.0.1:$server_port/backend;
-        add_header X-Identity-Status $identity_status always;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 204;
+--- api
+identity_header X-User $identity;
+identity_header X-Auth "via-$identity";
+add_header X-Identity-Status $identity_status always;
+--- backend
+return 200 "$echo_client_request_headers";
 --- more_headers
 Cookie: session=s1
 --- response_body_filters eval
@@ -73,20 +52,8 @@ X-Identity-Status: OK
 
 
 === TEST 3: 302 is relayed to the client with its Location; the business service is not called
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 302 https://login.example.com/?next=%2Fapi; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 302 https://login.example.com/?next=%2Fapi;
 --- more_headers
 Cookie: session=s1
 --- error_code: 302
@@ -99,23 +66,9 @@ Location: https://login.example.com/?next=%2Fapi
 
 
 === TEST 4: 401 is relayed with its body and WWW-Authenticate
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            add_header WWW-Authenticate 'Bearer realm="api"' always;
-            return 401 "session expired\n";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+add_header WWW-Authenticate 'Bearer realm="api"' always;
+return 401 "session expired\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 401
@@ -129,22 +82,12 @@ session expired
 
 
 === TEST 5: 401 with an empty body gives nginx's own page, and error_page applies
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo_status 401; echo -n ""; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        error_page 401 /login-page;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- user_service
+echo_status 401; echo -n "";
+--- api
+error_page 401 /login-page;
+--- extra_config
     location = /login-page { return 200 "please log in\n"; }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 --- error_code: 401
@@ -154,20 +97,8 @@ please log in
 
 
 === TEST 6: 401 with an empty body and no error_page gives nginx's standard 401 page
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo_status 401; echo -n ""; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+echo_status 401; echo -n "";
 --- more_headers
 Cookie: session=s1
 --- error_code: 401
@@ -176,20 +107,8 @@ Cookie: session=s1
 
 
 === TEST 7: 403 is relayed with its body
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 403 "account suspended\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 403 "account suspended\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 403
@@ -201,20 +120,8 @@ account suspended
 
 
 === TEST 8: 404 is relayed with its body
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 404 "no such session\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 404 "no such session\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 404
@@ -224,23 +131,9 @@ no such session
 
 
 === TEST 9: 429 is relayed with its body and Retry-After
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            add_header Retry-After 30 always;
-            return 429 "too many logins\n";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+add_header Retry-After 30 always;
+return 429 "too many logins\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 429
@@ -252,24 +145,10 @@ too many logins
 
 
 === TEST 10: a 403 refusal relays its body but not Retry-After or Location
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            add_header Retry-After 30 always;
-            add_header Location /elsewhere always;
-            return 403 "no\n";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+add_header Retry-After 30 always;
+add_header Location /elsewhere always;
+return 403 "no\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 403
@@ -282,20 +161,8 @@ no
 
 
 === TEST 11: 500 from the user service takes the error path (503 by default)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "database down\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "database down\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 503
@@ -306,20 +173,8 @@ qr/\[error\].*identity: .*500/
 
 
 === TEST 12: 502 from the user service takes the error path
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 502; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 502;
 --- more_headers
 Cookie: session=s1
 --- error_code: 503
@@ -330,21 +185,10 @@ qr/\[error\].*identity: /
 
 
 === TEST 13: no credential and identity_anonymous off: 401 without calling the user service
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "must not be called\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-        add_header X-Identity-Status $identity_status always;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "must not be called\n";
+--- api
+add_header X-Identity-Status $identity_status always;
 --- error_code: 401
 --- response_headers
 X-Identity-Status: ANONYMOUS
@@ -355,22 +199,12 @@ X-Identity-Status: ANONYMOUS
 
 
 === TEST 14: no credential: error_page applies to the 401
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        error_page 401 = @login;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- user_service
+return 500;
+--- api
+error_page 401 = @login;
+--- extra_config
     location @login { return 302 https://login.example.com/; }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
 --- error_code: 302
 --- response_headers
 Location: https://login.example.com/
@@ -378,24 +212,15 @@ Location: https://login.example.com/
 
 
 === TEST 15: no credential and identity_anonymous on: passed upstream without identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "must not be called\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity;
-        identity_header X-Kind "user";
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] kind=[$http_x_kind] status=$http_x_status\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "must not be called\n";
+--- api
+identity_anonymous on;
+identity_header X-User $identity;
+identity_header X-Kind "user";
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "user=[$http_x_user] kind=[$http_x_kind] status=$http_x_status\n";
 --- response_body
 user=[] kind=[] status=ANONYMOUS
 --- no_error_log
@@ -404,24 +229,15 @@ user=[] kind=[] status=ANONYMOUS
 
 
 === TEST 16: identity_anonymous on: a 401 refusal passes upstream without identity (DENIED)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 401 "expired\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity;
-        identity_header X-Kind "user";
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] kind=[$http_x_kind] status=$http_x_status\n"; }
---- request
-GET /api/x
+--- user_service
+return 401 "expired\n";
+--- api
+identity_anonymous on;
+identity_header X-User $identity;
+identity_header X-Kind "user";
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "user=[$http_x_user] kind=[$http_x_kind] status=$http_x_status\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 200
@@ -431,23 +247,14 @@ user=[] kind=[] status=DENIED
 
 
 === TEST 17: identity_anonymous on: a 302 refusal passes upstream without identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 302 https://login.example.com/; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] status=$http_x_status\n"; }
---- request
-GET /api/x
+--- user_service
+return 302 https://login.example.com/;
+--- api
+identity_anonymous on;
+identity_header X-User $identity;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "user=[$http_x_user] status=$http_x_status\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 200
@@ -459,21 +266,10 @@ user=[] status=DENIED
 
 
 === TEST 18: identity_anonymous on does not open the error path: 500 still gives 503
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500;
+--- api
+identity_anonymous on;
 --- more_headers
 Cookie: session=s1
 --- error_code: 503
@@ -482,23 +278,14 @@ Cookie: session=s1
 
 
 === TEST 19: identity_anonymous on: a valid session still gets its identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=[$http_x_user_id] status=$http_x_status\n"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_anonymous on;
+identity_header X-User-Id $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "id=[$http_x_user_id] status=$http_x_status\n";
 --- more_headers
 Cookie: session=s1
 --- response_body
@@ -507,22 +294,13 @@ id=[alice] status=OK
 
 
 === TEST 20: the user service decides per credential (good and bad sessions differ)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($cookie_session = "good") { return 200 '{"id":"alice"}'; }
-            return 401 "bad session\n";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
+--- user_service
+if ($cookie_session = "good") { return 200 '{"id":"alice"}'; }
+return 401 "bad session\n";
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- pipelined_requests eval
 ["GET /api/x", "GET /api/x"]
 --- more_headers eval

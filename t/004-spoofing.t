@@ -1,34 +1,21 @@
 # Anti-spoofing: client headers named like identity headers never get through.
+# t/lib/Identity.pm builds each block's nginx config from its sections; here the
+# business service answers with the request headers it got.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
-# Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches the pattern (case-insensitively), without their CR, in order.
-sub main::header_lines {
-    my $names = shift;
-    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
-}
-
+identity_blocks(backend => 'return 200 "$echo_client_request_headers";');
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: allow path: a spoofed X-User is replaced by the real one (one copy only)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User $identity_claim_id;
 --- more_headers
 Cookie: session=s1
 X-User: mallory
@@ -40,22 +27,12 @@ X-User: alice
 
 
 === TEST 2: allow path: all copies, any case, with underscores, are removed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 x-user-id: m1
 Cookie: session=s1
@@ -71,22 +48,12 @@ X-User-Id: alice
 
 
 === TEST 3: look-alike names that are not identity headers are kept
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User $identity_claim_id;
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 X-Users: k1
@@ -103,14 +70,11 @@ X-User: alice
 
 
 === TEST 4: the user service does not see spoofed identity or stripped headers
+--- user_service
+return 200 "$echo_client_request_headers";
 --- http_config
-    server {
-        listen 127.0.0.1:8101;
-        underscores_in_headers on;
-        location /user { return 200 "$echo_client_request_headers"; }
-    }
---- config
     underscores_in_headers on;
+--- config
     location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
     location /api/ {
         identity_request /_identity;
@@ -118,8 +82,6 @@ X-User: alice
         identity_strip X-Internal;
         echo -n $identity;
     }
---- request
-GET /api/x
 --- more_headers
 X-User-Id: mallory
 Cookie: session=s1
@@ -134,25 +96,15 @@ Cookie: session=s1
 
 
 === TEST 5: anonymous path (no credential): spoofed headers are removed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500; }
-    }
---- config
+--- user_service
+return 500;
+--- api
+identity_anonymous on;
+identity_header X-User $identity_claim_id;
+identity_strip X-Internal;
+proxy_set_header X-Status $identity_status;
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity_claim_id;
-        identity_strip X-Internal;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 X-User: mallory
 x_user: mallory2
@@ -165,24 +117,14 @@ X-Status: ANONYMOUS
 
 
 === TEST 6: refusal with identity_anonymous on: spoofed headers are removed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 403 "no\n"; }
-    }
---- config
+--- user_service
+return 403 "no\n";
+--- api
+identity_anonymous on;
+identity_header X-User $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 X-User: mallory
@@ -195,24 +137,14 @@ X-Status: DENIED
 
 
 === TEST 7: identity_on_error pass: spoofed headers are removed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500; }
-    }
---- config
+--- user_service
+return 500;
+--- api
+identity_on_error pass;
+identity_header X-User $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 X-User: mallory
@@ -250,9 +182,7 @@ X-Status: BYPASS
     identity_strip X-Internal-Role;
 --- config
     underscores_in_headers on;
-    location /public/ {
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+    location /public/ { proxy_pass http://127.0.0.1:$server_port/backend; }
     location /backend { return 200 "$echo_client_request_headers"; }
 --- request
 GET /public/x
@@ -268,23 +198,12 @@ X-Other: kept
 
 
 === TEST 10: identity_strip removes a header on the allow path too
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity_claim_id;
-        identity_strip X-Internal-Role;
-        identity_strip X-Debug;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User $identity_claim_id;
+identity_strip X-Internal-Role;
+identity_strip X-Debug;
 --- more_headers
 Cookie: session=s1
 X-Internal-Role: admin
@@ -298,25 +217,16 @@ X-User: alice
 
 
 === TEST 11: names from enclosing levels stay protected when a location sets its own
+--- user_service
+return 200 '{"id":"alice","account":"acme"}';
 --- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","account":"acme"}'; }
-    }
     identity_strip X-From-Http;
---- config
+--- extra_config
     underscores_in_headers on;
     identity_header X-User $identity_claim_id;
     identity_strip X-From-Server;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Account $identity_claim_account;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- api
+identity_header X-Account $identity_claim_account;
 --- more_headers
 Cookie: session=s1
 X-User: mallory
@@ -331,22 +241,11 @@ X-Account: acme
 
 
 === TEST 12: a spoofed header is removed even when the real value is empty (claim absent)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity_claim_id;
-        identity_header X-Role $identity_claim_role;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-User $identity_claim_id;
+identity_header X-Role $identity_claim_role;
 --- more_headers
 Cookie: session=s1
 X-Role: admin
@@ -358,22 +257,14 @@ X-User: alice
 
 
 === TEST 13: nested locations: the outer location's identity header names stay protected
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","team":"red"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity_claim_id;
-        location /api/team/ {
-            identity_header X-Team $identity_claim_team;
-            proxy_pass http://127.0.0.1:$server_port/backend;
-        }
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
+--- user_service
+return 200 '{"id":"alice","team":"red"}';
+--- api
+identity_header X-User $identity_claim_id;
+location /api/team/ {
+    identity_header X-Team $identity_claim_team;
+    proxy_pass http://127.0.0.1:$server_port/backend;
+}
 --- request
 GET /api/team/x
 --- more_headers
@@ -388,22 +279,12 @@ X-Team: red
 
 
 === TEST 14: an http-level identity_header name stays protected when the server sets its own
+--- user_service
+return 200 '{"id":"alice","team":"red"}';
 --- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","team":"red"}'; }
-    }
     identity_header X-User $identity_claim_id;
---- config
+--- extra_config
     identity_header X-Team $identity_claim_team;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 X-User: mallory

@@ -1,38 +1,23 @@
 # The session cookie: how it is found, what the user service sees, and
 # identity_strip_cookie.
+# t/lib/Identity.pm builds each block's nginx config from its sections; here the
+# business service answers with the request headers it got.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
-# Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches the pattern (case-insensitively), without their CR, in order.
-sub main::header_lines {
-    my $names = shift;
-    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
-}
-
+identity_blocks(backend => 'return 200 "$echo_client_request_headers";');
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: identity_strip_cookie on: only the session cookie is removed upstream
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($cookie_session != "s1") { return 401 "user service did not get the session\n"; }
-            return 200 '{"id":"alice"}';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_strip_cookie on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+if ($cookie_session != "s1") { return 401 "user service did not get the session\n"; }
+return 200 '{"id":"alice"}';
+--- api
+identity_strip_cookie on;
 --- more_headers
 Cookie: theme=dark; session=s1; lang=fr
 --- response_body_filters eval
@@ -43,24 +28,13 @@ Cookie: theme=dark; lang=fr
 
 
 === TEST 2: identity_strip_cookie on: a Cookie line holding only the session is removed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($cookie_session != "s1") { return 401 "user service did not get the session\n"; }
-            return 200 '{"id":"alice"}';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_strip_cookie on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "[$echo_client_request_headers]"; }
---- request
-GET /api/x
+--- user_service
+if ($cookie_session != "s1") { return 401 "user service did not get the session\n"; }
+return 200 '{"id":"alice"}';
+--- api
+identity_strip_cookie on;
+--- backend
+return 200 "[$echo_client_request_headers]";
 --- more_headers
 Cookie: session=s1
 --- response_body_like: ^\[GET /backend HTTP/1\.0\r\n(?![\s\S]*[Cc]ookie)[\s\S]*\]$
@@ -68,20 +42,8 @@ Cookie: session=s1
 
 
 === TEST 3: identity_strip_cookie off (the default): the session cookie goes upstream
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
 --- more_headers
 Cookie: theme=dark; session=s1
 --- response_body_filters eval
@@ -92,21 +54,12 @@ Cookie: theme=dark; session=s1
 
 
 === TEST 4: two Cookie lines, the session in the second: it is found and sent to the user service
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"sid":"$cookie_session"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Sid $identity_claim_sid;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "sid=$http_x_sid\n"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"sid":"$cookie_session"}';
+--- api
+identity_header X-Sid $identity_claim_sid;
+--- backend
+return 200 "sid=$http_x_sid\n";
 --- more_headers
 Cookie: theme=dark
 Cookie: session=s2
@@ -116,22 +69,11 @@ sid=s2
 
 
 === TEST 5: two Cookie lines with identity_strip_cookie on: the session's line goes, the other stays
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"sid":"$cookie_session"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_strip_cookie on;
-        identity_header X-Sid $identity_claim_sid;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"sid":"$cookie_session"}';
+--- api
+identity_strip_cookie on;
+identity_header X-Sid $identity_claim_sid;
 --- more_headers
 Cookie: theme=dark
 Cookie: session=s2; lang=fr
@@ -145,20 +87,10 @@ X-Sid: s2
 
 
 === TEST 6: cookies whose names contain "session" are not the session: 401, no call
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "must not be called\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "must not be called\n";
+--- backend
+return 200 "business reached\n";
 --- more_headers
 Cookie: xsession=s1; session_old=s2; sessions=s3
 --- error_code: 401
@@ -169,21 +101,10 @@ Cookie: xsession=s1; session_old=s2; sessions=s3
 
 
 === TEST 7: identity_strip_cookie on keeps cookies whose names merely contain the session's
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_strip_cookie on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_strip_cookie on;
 --- more_headers
 Cookie: xsession=a; session=s1; session_old=b
 --- response_body_filters eval
@@ -194,21 +115,12 @@ Cookie: xsession=a; session_old=b
 
 
 === TEST 8: an empty session cookie is no credential: 401, no call
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "must not be called\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        add_header X-Identity-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "must not be called\n";
+--- api
+add_header X-Identity-Status $identity_status always;
+--- backend
+return 200 "business reached\n";
 --- more_headers
 Cookie: session=; theme=dark
 --- error_code: 401
@@ -220,24 +132,13 @@ X-Identity-Status: ANONYMOUS
 
 
 === TEST 9: a quoted session value reaches the user service as sent, quotes included
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($http_cookie != 'session="s1"') { return 401 "unexpected cookie\n"; }
-            return 200 'sid=$cookie_session';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$http_x_seen\n"; }
---- request
-GET /api/x
+--- user_service
+if ($http_cookie != 'session="s1"') { return 401 "unexpected cookie\n"; }
+return 200 'sid=$cookie_session';
+--- api
+identity_header X-Seen $identity;
+--- backend
+return 200 "$http_x_seen\n";
 --- more_headers
 Cookie: session="s1"
 --- response_body
@@ -246,21 +147,10 @@ sid="s1"
 
 
 === TEST 10: identity_strip_cookie on removes a quoted session value too
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_strip_cookie on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_strip_cookie on;
 --- more_headers
 Cookie: a=1;session="s1";b=2
 --- response_body_filters eval
@@ -271,23 +161,14 @@ Cookie: a=1; b=2
 
 
 === TEST 11: a 6 KB session cookie reaches the user service whole
+--- user_service
+return 200 '$cookie_session';
 --- http_config
-    server {
-        listen 127.0.0.1:8101;
-        large_client_header_buffers 4 16k;
-        location /user { return 200 '$cookie_session'; }
-    }
---- config
     large_client_header_buffers 4 16k;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$http_x_seen"; }
---- request
-GET /api/x
+--- api
+identity_header X-Seen $identity;
+--- backend
+return 200 "$http_x_seen";
 --- more_headers eval
 "Cookie: theme=dark; session=" . ("0123456789abcdef" x 384) . "; lang=fr"
 --- response_body eval
@@ -296,25 +177,12 @@ GET /api/x
 
 
 === TEST 12: a custom cookie name in the key (${cookie_SID}) is the one stripped
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($cookie_sid != "abc") { return 401 "user service did not get the sid\n"; }
-            return 200 '{"id":"alice"}';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_key ${cookie_SID};
-        identity_strip_cookie on;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
+--- user_service
+if ($cookie_sid != "abc") { return 401 "user service did not get the sid\n"; }
+return 200 '{"id":"alice"}';
+--- api
+identity_key ${cookie_SID};
+identity_strip_cookie on;
 --- more_headers
 Cookie: session=keep; SID=abc
 --- response_body_filters eval
@@ -325,25 +193,14 @@ Cookie: session=keep
 
 
 === TEST 13: identity_key from a header: the user service sees Authorization
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            if ($http_authorization != "Bearer t0k3n") { return 401 "no token\n"; }
-            return 200 '{"id":"bob"}';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_key $http_authorization;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
+--- user_service
+if ($http_authorization != "Bearer t0k3n") { return 401 "no token\n"; }
+return 200 '{"id":"bob"}';
+--- api
+identity_key $http_authorization;
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- more_headers
 Authorization: Bearer t0k3n
 --- response_body
@@ -352,21 +209,12 @@ id=bob
 
 
 === TEST 14: identity_key from a header: a session cookie alone is no credential
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "must not be called\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_key $http_authorization;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "must not be called\n";
+--- api
+identity_key $http_authorization;
+--- backend
+return 200 "business reached\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 401
@@ -374,20 +222,10 @@ Cookie: session=s1
 
 
 === TEST 15: the session cookie value never appears in the error log
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 "secret-identity-body-7f3a"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 500 "secret-identity-body-7f3a";
+--- backend
+return 200 "business reached\n";
 --- log_level: info
 --- more_headers
 Cookie: session=s3cr3t-c00kie-9b2e

@@ -1,32 +1,21 @@
 # The error path: the user service gives no usable answer, or the identity cannot be
 # sent safely. identity_on_error decides: a status code (503 by default) or pass.
+# t/lib/Identity.pm builds each block's nginx config from its sections; a block with
+# no --- user_service has none to reach. Every block sends Cookie: session=s1 unless
+# it says otherwise.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
-# Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches the pattern (case-insensitively), without their CR, in order.
-sub main::header_lines {
-    my $names = shift;
-    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
-}
-
+identity_blocks(more_headers => "Cookie: session=s1");
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: user service unreachable: 503, logged at error level
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8199/user; }
-    location /api/ {
-        identity_request /_identity;
-        add_header X-Identity-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- api
+add_header X-Identity-Status $identity_status always;
 --- error_code: 503
 --- response_headers
 X-Identity-Status: ERROR
@@ -37,26 +26,10 @@ qr/\[error\] .*identity: /
 
 
 === TEST 2: user service too slow (proxy_read_timeout): 503
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo_sleep 2; echo '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity {
-        internal;
-        proxy_read_timeout 200ms;
-        proxy_pass http://127.0.0.1:8101/user;
-    }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo_sleep 2; echo '{"id":"alice"}';
+--- identity
+proxy_read_timeout 200ms;
 --- error_code: 503
 --- response_body_unlike: business reached
 --- error_log eval
@@ -66,24 +39,11 @@ Cookie: session=s1
 
 
 === TEST 3: a body over identity_max_size: 503 and a log line saying so
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","pad":"0123456789012345678901234567890123456789"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_max_size 32;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","pad":"0123456789012345678901234567890123456789"}';
+--- api
+identity_max_size 32;
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- response_body_unlike: business reached
 --- error_log eval
@@ -92,24 +52,13 @@ qr/\[error\] .*identity: .*identity_max_size/
 
 
 === TEST 4: a body of exactly identity_max_size bytes is accepted
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_max_size 14;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_max_size 14;
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- response_body
 id=alice
 --- no_error_log
@@ -118,23 +67,12 @@ id=alice
 
 
 === TEST 5: the default limit (8k): a 9000-byte body takes the error path
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo -n '{"id":"alice","pad":"'; echo_duplicate 8978 "x"; echo -n '"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo -n '{"id":"alice","pad":"'; echo_duplicate 8978 "x"; echo -n '"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- error_code: 503
 --- error_log eval
 qr/\[error\] .*identity: .*identity_max_size/
@@ -142,23 +80,12 @@ qr/\[error\] .*identity: .*identity_max_size/
 
 
 === TEST 6: the default limit (8k): an 8000-byte body is accepted
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo -n '{"id":"alice","pad":"'; echo_duplicate 7978 "x"; echo -n '"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo -n '{"id":"alice","pad":"'; echo_duplicate 7978 "x"; echo -n '"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- response_body
 id=alice
 --- no_error_log
@@ -167,24 +94,13 @@ id=alice
 
 
 === TEST 7: a larger identity_max_size admits a body the default would refuse
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo -n '{"id":"alice","pad":"'; echo_duplicate 20000 "x"; echo -n '"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_max_size 32k;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo -n '{"id":"alice","pad":"'; echo_duplicate 20000 "x"; echo -n '"}';
+--- api
+identity_max_size 32k;
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- response_body
 id=alice
 --- no_error_log
@@ -193,23 +109,10 @@ id=alice
 
 
 === TEST 8: invalid JSON while a header needs $identity_claim_*: 503
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 'id=alice'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 'id=alice';
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- response_body_unlike: business reached
 --- error_log eval
@@ -218,23 +121,12 @@ qr/\[error\] .*identity: .*X-User-Id.*not valid JSON/
 
 
 === TEST 9: invalid JSON is fine when only $identity is used
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 'id=alice'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=$http_x_user\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 'id=alice';
+--- api
+identity_header X-User $identity;
+--- backend
+return 200 "user=$http_x_user\n";
 --- response_body
 user=id=alice
 --- no_error_log
@@ -243,23 +135,10 @@ user=id=alice
 
 
 === TEST 10: a JSON body that is not an object, with claims: 503
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '["alice"]'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '["alice"]';
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- error_log eval
 qr/\[error\] .*identity: .*not an object/
@@ -267,37 +146,18 @@ qr/\[error\] .*identity: .*not an object/
 
 
 === TEST 11: identity_on_error with another code answers that code
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8199/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error 502;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- api
+identity_on_error 502;
 --- error_code: 502
 --- response_body_like: 502 Bad Gateway
 
 
 
 === TEST 12: error_page applies to the on_error code
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8199/user; }
-    location /api/ {
-        identity_request /_identity;
-        error_page 503 /maintenance;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+error_page 503 /maintenance;
+--- extra_config
     location = /maintenance { return 200 "login is down, try later\n"; }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
 --- error_code: 503
 --- response_body
 login is down, try later
@@ -305,19 +165,14 @@ login is down, try later
 
 
 === TEST 13: identity_on_error pass, unreachable: upstream without identity (ERROR)
---- config
+--- api
+identity_on_error pass;
+identity_header X-User $identity;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "$echo_client_request_headers";
+--- extra_config
     underscores_in_headers on;
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8199/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User $identity;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 X_User: mallory
@@ -331,29 +186,16 @@ qr/\[error\] .*identity: /
 
 
 === TEST 14: identity_on_error pass, too slow: upstream without identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo_sleep 2; echo '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity {
-        internal;
-        proxy_read_timeout 200ms;
-        proxy_pass http://127.0.0.1:8101/user;
-    }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=[$http_x_user_id] status=$http_x_status\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo_sleep 2; echo '{"id":"alice"}';
+--- identity
+proxy_read_timeout 200ms;
+--- api
+identity_on_error pass;
+identity_header X-User-Id $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "id=[$http_x_user_id] status=$http_x_status\n";
 --- response_body
 id=[] status=ERROR
 --- error_log eval
@@ -363,101 +205,57 @@ qr/\[error\] .*identity: /
 
 
 === TEST 15: identity_on_error pass, body over the limit: upstream without identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","pad":"0123456789012345678901234567890123456789"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_max_size 32;
-        identity_header X-User $identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] id=[$http_x_user_id] status=$http_x_status\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","pad":"0123456789012345678901234567890123456789"}';
+--- api
+identity_on_error pass;
+identity_max_size 32;
+identity_header X-User $identity;
+identity_header X-User-Id $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "user=[$http_x_user] id=[$http_x_user_id] status=$http_x_status\n";
 --- response_body
 user=[] id=[] status=ERROR
 
 
 
 === TEST 16: identity_on_error pass, invalid JSON with claims: no identity header at all
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 'not json'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User $identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] id=[$http_x_user_id] status=$http_x_status\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 'not json';
+--- api
+identity_on_error pass;
+identity_header X-User $identity;
+identity_header X-User-Id $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "user=[$http_x_user] id=[$http_x_user_id] status=$http_x_status\n";
 --- response_body
 user=[] id=[] status=ERROR
 
 
 
 === TEST 17: identity_on_error pass, 5xx: upstream without identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=[$http_x_user_id] status=$http_x_status\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 500 '{"id":"alice"}';
+--- api
+identity_on_error pass;
+identity_header X-User-Id $identity_claim_id;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "id=[$http_x_user_id] status=$http_x_status\n";
 --- response_body
 id=[] status=ERROR
 
 
 
 === TEST 18: a claim holding CR LF is never sent: 503, the header is named, the value is not logged
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice\\r\\nX-Admin: true"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "admin=$http_x_admin\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice\\r\\nX-Admin: true"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "admin=$http_x_admin\n";
 --- log_level: info
 --- error_code: 503
 --- response_body_unlike: admin=
@@ -469,23 +267,12 @@ X-Admin
 
 
 === TEST 19: a claim holding a bare LF is never sent
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice\\nX-Admin: true"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "admin=$http_x_admin\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice\\nX-Admin: true"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "admin=$http_x_admin\n";
 --- log_level: info
 --- error_code: 503
 --- error_log
@@ -496,23 +283,10 @@ X-Admin
 
 
 === TEST 20: a claim holding NUL is never sent
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice\u0000root"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice\u0000root"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- error_log
 identity_header "X-User-Id" value holds a NUL byte
@@ -520,23 +294,10 @@ identity_header "X-User-Id" value holds a NUL byte
 
 
 === TEST 21: a claim holding another control byte (ESC) is never sent
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice\u001b[0m"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice\u001b[0m"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- error_log
 identity_header "X-User-Id" value holds the control byte 0x1b
@@ -544,23 +305,10 @@ identity_header "X-User-Id" value holds the control byte 0x1b
 
 
 === TEST 22: a claim holding DEL is never sent
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice\u007f"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice\u007f"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- error_log
 identity_header "X-User-Id" value holds the control byte 0x7f
@@ -568,23 +316,12 @@ identity_header "X-User-Id" value holds the control byte 0x7f
 
 
 === TEST 23: a raw (non-JSON) body with a line feed, in $identity, is never sent
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 "alice\nX-Admin: true"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "admin=$http_x_admin\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 "alice\nX-Admin: true";
+--- api
+identity_header X-User $identity;
+--- backend
+return 200 "admin=$http_x_admin\n";
 --- error_code: 503
 --- error_log
 identity_header "X-User" value holds a line feed
@@ -592,26 +329,15 @@ identity_header "X-User" value holds a line feed
 
 
 === TEST 24: an unsafe value with on_error pass: no identity header at all goes upstream
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","name":"Al\\r\\nX-Admin: 1"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        identity_header X-User-Id $identity_claim_id;
-        identity_header X-User-Name $identity_claim_name;
-        proxy_set_header X-Status $identity_status;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","name":"Al\\r\\nX-Admin: 1"}';
+--- api
+identity_on_error pass;
+identity_header X-User-Id $identity_claim_id;
+identity_header X-User-Name $identity_claim_name;
+proxy_set_header X-Status $identity_status;
+--- backend
+return 200 "$echo_client_request_headers";
 --- response_body_filters eval
 main::header_lines('x-user-id|x-user-name|x-admin|x-status')
 --- response_body
@@ -620,23 +346,12 @@ X-Status: ERROR
 
 
 === TEST 25: a tab in a claim is allowed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","name":"Al\\tice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Name $identity_claim_name;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "name=[$http_x_user_name]\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","name":"Al\\tice"}';
+--- api
+identity_header X-User-Name $identity_claim_name;
+--- backend
+return 200 "name=[$http_x_user_name]\n";
 --- response_body eval
 "name=[Al\tice]\n"
 --- no_error_log
@@ -645,24 +360,13 @@ Cookie: session=s1
 
 
 === TEST 26: UTF-8 in a claim (bytes >= 0x80) is allowed
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"jos\u00e9","city":"Zürich"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        identity_header X-City $identity_claim_city;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id city=$http_x_city\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"jos\u00e9","city":"Zürich"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+identity_header X-City $identity_claim_city;
+--- backend
+return 200 "id=$http_x_user_id city=$http_x_city\n";
 --- response_body
 id=josé city=Zürich
 --- no_error_log
@@ -671,25 +375,12 @@ id=josé city=Zürich
 
 
 === TEST 27: a non-UTF-8 body passes as is in $identity (obs-text)
---- http_config eval
-qq{
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 "user-\xff\xfe-\xe9"; }
-    }
-}
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=$http_x_user\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service eval
+qq{return 200 "user-\xff\xfe-\xe9";}
+--- api
+identity_header X-User $identity;
+--- backend
+return 200 "user=$http_x_user\n";
 --- response_body eval
 "user=user-\xff\xfe-\xe9\n"
 --- no_error_log
@@ -698,25 +389,10 @@ Cookie: session=s1
 
 
 === TEST 28: a non-UTF-8 body with $identity_claim_*: error path (not valid JSON)
---- http_config eval
-qq{
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"al\xffice"}'; }
-    }
-}
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service eval
+qq{return 200 '{"id":"al\xffice"}';}
+--- api
+identity_header X-User-Id $identity_claim_id;
 --- error_code: 503
 --- response_body_unlike: business reached
 --- error_log eval
@@ -725,21 +401,10 @@ qr/\[error\] .*identity: .*not valid JSON/
 
 
 === TEST 29: the identity body never appears in the log on the error path
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","token":"tok-5ecret-d4e1","x":"a\r\nb"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice","token":"tok-5ecret-d4e1","x":"a\r\nb"}';
+--- api
+identity_header X-User $identity;
 --- more_headers
 Cookie: session=c00kie-5ecret-88aa
 --- log_level: info
@@ -753,23 +418,12 @@ c00kie-5ecret-88aa
 
 
 === TEST 30: the client going away while the user service is slow does not crash a worker
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { echo_sleep 0.5; echo '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+echo_sleep 0.5; echo '{"id":"alice"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- timeout: 0.1
 --- abort
 --- ignore_response

@@ -1,32 +1,30 @@
 # The identity subrequest: always a bodiless GET, with the client's credentials but
 # without the client's body or connection headers.
+# t/lib/Identity.pm builds each block's nginx config from its sections; here the
+# business service shows what the user service answered (in X-Seen) and the body it got.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
+identity_blocks(backend => <<'_EOC_');
+        echo_read_request_body;
+        echo "user service: $http_x_seen";
+        echo "business: $request_body";
+_EOC_
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: a POST with a body: the user service sees a GET without body headers
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            return 200 "m=$request_method cl=[$http_content_length] te=[$http_transfer_encoding] ct=[$http_content_type]";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        echo_read_request_body;
-        echo "user service: $http_x_seen";
-        echo "business: $echo_request_method $request_body";
-    }
+--- user_service
+return 200 "m=$request_method cl=[$http_content_length] te=[$http_transfer_encoding] ct=[$http_content_type]";
+--- api
+identity_header X-Seen $identity;
+--- backend
+echo_read_request_body;
+echo "user service: $http_x_seen";
+echo "business: $echo_request_method $request_body";
 --- request
 POST /api/x
 hello=world
@@ -40,26 +38,11 @@ business: POST hello=world
 
 
 === TEST 2: the user service gets no request body, even for a POST
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            echo_read_request_body;
-            echo -n "body=[$request_body]";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        echo_read_request_body;
-        echo "user service: $http_x_seen";
-        echo "business: $request_body";
-    }
+--- user_service
+echo_read_request_body;
+echo -n "body=[$request_body]";
+--- api
+identity_header X-Seen $identity;
 --- request
 POST /api/x
 secret-form-data
@@ -72,25 +55,10 @@ business: secret-form-data
 
 
 === TEST 3: a chunked POST: the user service sees no Transfer-Encoding; the business gets the body
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            return 200 "m=$request_method cl=[$http_content_length] te=[$http_transfer_encoding]";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        echo_read_request_body;
-        echo "user service: $http_x_seen";
-        echo "business: $request_body";
-    }
+--- user_service
+return 200 "m=$request_method cl=[$http_content_length] te=[$http_transfer_encoding]";
+--- api
+identity_header X-Seen $identity;
 --- raw_request eval
 "POST /api/x HTTP/1.1\r
 Host: localhost\r
@@ -110,19 +78,12 @@ business: hello
 
 
 === TEST 4: PUT and DELETE reach the user service as GET
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 "m=$request_method"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { echo "user service: $http_x_seen, business: $echo_request_method"; }
+--- user_service
+return 200 "m=$request_method";
+--- api
+identity_header X-Seen $identity;
+--- backend
+echo "user service: $http_x_seen, business: $echo_request_method";
 --- pipelined_requests eval
 ["PUT /api/x\nput-body", "DELETE /api/x"]
 --- more_headers
@@ -133,13 +94,8 @@ Cookie: session=s1
 
 
 === TEST 5: Upgrade, Connection, Keep-Alive and Expect do not reach the user service
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            return 200 "up=[$http_upgrade] conn=[$http_connection] ka=[$http_keep_alive] expect=[$http_expect]";
-        }
-    }
+--- user_service
+return 200 "up=[$http_upgrade] conn=[$http_connection] ka=[$http_keep_alive] expect=[$http_expect]";
 --- config
     location = /_identity {
         internal;
@@ -170,23 +126,12 @@ user service: up=[] conn=[] ka=[] expect=[]
 
 
 === TEST 6: Cookie, Authorization and X-Forwarded-For reach the user service
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            return 200 "cookie=[$http_cookie] authz=[$http_authorization] xff=[$http_x_forwarded_for] ua=[$http_user_agent]";
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Seen $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { echo "user service: $http_x_seen"; }
---- request
-GET /api/x
+--- user_service
+return 200 "cookie=[$http_cookie] authz=[$http_authorization] xff=[$http_x_forwarded_for] ua=[$http_user_agent]";
+--- api
+identity_header X-Seen $identity;
+--- backend
+echo "user service: $http_x_seen";
 --- more_headers
 Cookie: session=s1; theme=dark
 Authorization: Basic YWxpY2U6cHc=
@@ -198,18 +143,8 @@ user service: cookie=[session=s1; theme=dark] authz=[Basic YWxpY2U6cHc=] xff=[20
 
 
 === TEST 7: the identity location is internal: clients cannot call it directly
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
+--- user_service
+return 200 '{"id":"alice"}';
 --- request
 GET /_identity
 --- error_code: 404
@@ -217,26 +152,12 @@ GET /_identity
 
 
 === TEST 8: the business response reaches the client unchanged after an allow
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user {
-            add_header X-From-User-Service leaked;
-            return 200 '{"id":"alice"}';
-        }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        add_header X-From-Business yes;
-        return 201 "created\n";
-    }
---- request
-GET /api/x
+--- user_service
+add_header X-From-User-Service leaked;
+return 200 '{"id":"alice"}';
+--- backend
+add_header X-From-Business yes;
+return 201 "created\n";
 --- more_headers
 Cookie: session=s1
 --- error_code: 201
@@ -249,11 +170,8 @@ created
 
 
 === TEST 9: the module runs for the main request only: an echo_location subrequest is not checked again
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
+--- user_service
+return 200 '{"id":"alice"}';
 --- config
     location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
     location /api/ {
@@ -267,8 +185,6 @@ created
         identity_request /_identity_down;
         echo "inner status=$identity_status";
     }
---- request
-GET /api/x
 --- more_headers
 Cookie: session=s1
 --- response_body
@@ -277,21 +193,10 @@ inner status=OK
 
 
 === TEST 10: access-phase ordering: a deny rule of the same location still wins
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        deny all;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "business reached\n"; }
---- request
-GET /api/x
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+deny all;
 --- more_headers
 Cookie: session=s1
 --- error_code: 403
@@ -299,19 +204,12 @@ Cookie: session=s1
 
 
 === TEST 11: several requests on one keep-alive connection each get their own identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"$cookie_session"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=$http_x_user_id\n"; }
+--- user_service
+return 200 '{"id":"$cookie_session"}';
+--- api
+identity_header X-User-Id $identity_claim_id;
+--- backend
+return 200 "id=$http_x_user_id\n";
 --- pipelined_requests eval
 ["GET /api/a", "GET /api/b", "GET /api/c"]
 --- more_headers eval

@@ -1,138 +1,79 @@
 # $identity, $identity_claim_NAME and $identity_status.
+# t/lib/Identity.pm builds each block's nginx config from its sections. Every block
+# sends Cookie: session=s1.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity;
 
-# Keeps the lines of a raw header dump ($echo_client_request_headers) whose header
-# name matches the pattern (case-insensitively), without their CR, in order.
-sub main::header_lines {
-    my $names = shift;
-    return sub { join "", map { s/\r//r } grep { /^(?:$names):/i } split /^/m, shift };
-}
-
+identity_blocks(more_headers => "Cookie: session=s1");
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: $identity is the user service's 2xx body as is
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id": "alice",\t"x" : 1}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-User $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "[$http_x_user]\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id": "alice",\t"x" : 1}';
+--- api
+identity_header X-User $identity;
+--- backend
+return 200 "[$http_x_user]\n";
 --- response_body
 [{"id": "alice",	"x" : 1}]
 
 
 
 === TEST 2: string, number, boolean claims
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","uid":1042,"score":-1.50,"admin":true,"mfa":false}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Id $identity_claim_id;
-        identity_header X-Uid $identity_claim_uid;
-        identity_header X-Score $identity_claim_score;
-        identity_header X-Admin $identity_claim_admin;
-        identity_header X-Mfa $identity_claim_mfa;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend {
-        return 200 "id=$http_x_id uid=$http_x_uid score=$http_x_score admin=$http_x_admin mfa=$http_x_mfa\n";
-    }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","uid":1042,"score":-1.50,"admin":true,"mfa":false}';
+--- api
+identity_header X-Id $identity_claim_id;
+identity_header X-Uid $identity_claim_uid;
+identity_header X-Score $identity_claim_score;
+identity_header X-Admin $identity_claim_admin;
+identity_header X-Mfa $identity_claim_mfa;
+--- backend
+return 200 "id=$http_x_id uid=$http_x_uid score=$http_x_score admin=$http_x_admin mfa=$http_x_mfa\n";
 --- response_body
 id=alice uid=1042 score=-1.50 admin=true mfa=false
 
 
 
 === TEST 3: an array of scalars is joined with commas
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"roles":["admin","dev"],"ids":[1,2,3],"none":[]}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Roles $identity_claim_roles;
-        identity_header X-Ids $identity_claim_ids;
-        identity_header X-None "[$identity_claim_none]";
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "roles=$http_x_roles ids=$http_x_ids none=$http_x_none\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"roles":["admin","dev"],"ids":[1,2,3],"none":[]}';
+--- api
+identity_header X-Roles $identity_claim_roles;
+identity_header X-Ids $identity_claim_ids;
+identity_header X-None "[$identity_claim_none]";
+--- backend
+return 200 "roles=$http_x_roles ids=$http_x_ids none=$http_x_none\n";
 --- response_body
 roles=admin,dev ids=1,2,3 none=[]
 
 
 
 === TEST 4: an object claim is compact JSON
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"org": { "name" : "acme", "tier": 2 }}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Org $identity_claim_org;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "org=$http_x_org\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"org": { "name" : "acme", "tier": 2 }}';
+--- api
+identity_header X-Org $identity_claim_org;
+--- backend
+return 200 "org=$http_x_org\n";
 --- response_body
 org={"name":"acme","tier":2}
 
 
 
 === TEST 5: an absent claim is empty, and its header is not set
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Id $identity_claim_id;
-        identity_header X-Email $identity_claim_email;
-        identity_header X-Email-Text "<$identity_claim_email>";
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "$echo_client_request_headers"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-Id $identity_claim_id;
+identity_header X-Email $identity_claim_email;
+identity_header X-Email-Text "<$identity_claim_email>";
+--- backend
+return 200 "$echo_client_request_headers";
 --- response_body_filters eval
 main::header_lines('x-id|x-email[-a-z]*')
 --- response_body
@@ -142,94 +83,50 @@ X-Email-Text: <>
 
 
 === TEST 6: a claim name is matched exactly first, then case-insensitively
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"userId":"u-camel","UserName":"bob","username_x":"other"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Uid $identity_claim_userid;
-        identity_header X-Name $identity_claim_username;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "uid=$http_x_uid name=$http_x_name\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"userId":"u-camel","UserName":"bob","username_x":"other"}';
+--- api
+identity_header X-Uid $identity_claim_userid;
+identity_header X-Name $identity_claim_username;
+--- backend
+return 200 "uid=$http_x_uid name=$http_x_name\n";
 --- response_body
 uid=u-camel name=bob
 
 
 
 === TEST 7: an exact-case claim wins over a case-insensitive one
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"USERID":"upper","userid":"lower","UserId":"mixed"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Uid $identity_claim_userid;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "uid=$http_x_uid\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"USERID":"upper","userid":"lower","UserId":"mixed"}';
+--- api
+identity_header X-Uid $identity_claim_userid;
+--- backend
+return 200 "uid=$http_x_uid\n";
 --- response_body
 uid=lower
 
 
 
 === TEST 8: JSON string escapes are decoded (\u00e9, \/, \")
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"name":"Jos\\u00e9 \\"JJ\\" a\\/b"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_header X-Name $identity_claim_name;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "name=$http_x_name\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"name":"Jos\\u00e9 \\"JJ\\" a\\/b"}';
+--- api
+identity_header X-Name $identity_claim_name;
+--- backend
+return 200 "name=$http_x_name\n";
 --- response_body
 name=José "JJ" a/b
 
 
 
 === TEST 9: claims and $identity can be used by other directives (proxy_set_header, add_header)
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice","tenant":"t9"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        proxy_set_header X-Tenant $identity_claim_tenant;
-        add_header X-Identity-Id $identity_claim_id always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "tenant=$http_x_tenant\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice","tenant":"t9"}';
+--- api
+proxy_set_header X-Tenant $identity_claim_tenant;
+add_header X-Identity-Id $identity_claim_id always;
+--- backend
+return 200 "tenant=$http_x_tenant\n";
 --- response_headers
 X-Identity-Id: alice
 --- response_body
@@ -238,46 +135,20 @@ tenant=t9
 
 
 === TEST 10: $identity_status is OK after a 2xx
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 200 '{"id":"alice"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        add_header X-Identity-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "ok\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+add_header X-Identity-Status $identity_status always;
 --- response_headers
 X-Identity-Status: OK
 
 
 
 === TEST 11: $identity_status is DENIED on a relayed refusal
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 403 "no\n"; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        add_header X-Identity-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "ok\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 403 "no\n";
+--- api
+add_header X-Identity-Status $identity_status always;
 --- error_code: 403
 --- response_headers
 X-Identity-Status: DENIED
@@ -285,23 +156,10 @@ X-Identity-Status: DENIED
 
 
 === TEST 12: $identity_status is ERROR on the error path
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 502; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        add_header X-Identity-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "ok\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 502;
+--- api
+add_header X-Identity-Status $identity_status always;
 --- error_code: 503
 --- response_headers
 X-Identity-Status: ERROR
@@ -309,68 +167,45 @@ X-Identity-Status: ERROR
 
 
 === TEST 13: $identity_status is BYPASS where identity_request is off, and the claims are empty
---- config
+--- extra_config
     location /public/ {
         proxy_set_header X-Status $identity_status;
         proxy_set_header X-Id $identity_claim_id;
         proxy_set_header X-Identity $identity;
         proxy_pass http://127.0.0.1:$server_port/backend;
     }
-    location /backend { return 200 "status=$http_x_status id=[$http_x_id] identity=[$http_x_identity]\n"; }
+--- backend
+return 200 "status=$http_x_status id=[$http_x_id] identity=[$http_x_identity]\n";
 --- request
 GET /public/x
---- more_headers
-Cookie: session=s1
 --- response_body
 status=BYPASS id=[] identity=[]
 
 
 
 === TEST 14: a refusal's body is not exposed as $identity
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 401 '{"id":"not-you"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_anonymous on;
-        identity_header X-User $identity;
-        proxy_set_header X-Id $identity_claim_id;
-        proxy_set_header X-Raw $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "user=[$http_x_user] id=[$http_x_id] raw=[$http_x_raw]\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 401 '{"id":"not-you"}';
+--- api
+identity_anonymous on;
+identity_header X-User $identity;
+proxy_set_header X-Id $identity_claim_id;
+proxy_set_header X-Raw $identity;
+--- backend
+return 200 "user=[$http_x_user] id=[$http_x_id] raw=[$http_x_raw]\n";
 --- response_body
 user=[] id=[] raw=[]
 
 
 
 === TEST 15: an error answer's body is not exposed as $identity with on_error pass
---- http_config
-    server {
-        listen 127.0.0.1:8101;
-        location /user { return 500 '{"id":"from-error"}'; }
-    }
---- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
-    location /api/ {
-        identity_request /_identity;
-        identity_on_error pass;
-        proxy_set_header X-Id $identity_claim_id;
-        proxy_set_header X-Raw $identity;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
-    location /backend { return 200 "id=[$http_x_id] raw=[$http_x_raw]\n"; }
---- request
-GET /api/x
---- more_headers
-Cookie: session=s1
+--- user_service
+return 500 '{"id":"from-error"}';
+--- api
+identity_on_error pass;
+proxy_set_header X-Id $identity_claim_id;
+proxy_set_header X-Raw $identity;
+--- backend
+return 200 "id=[$http_x_id] raw=[$http_x_raw]\n";
 --- response_body
 id=[] raw=[]
