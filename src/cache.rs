@@ -32,7 +32,7 @@ pub struct CacheZone {
     pub name: String,
     pub shm: *mut ngx_shm_zone_t,
     zone: *mut Zone,
-    hasher: OnceCell<KeyHasher>,
+    hasher: OnceCell<Option<KeyHasher>>,
 }
 
 #[repr(C)]
@@ -116,7 +116,10 @@ impl CacheZone {
     /// The cache key for a credential.
     pub fn tag(&self, credential: &[u8]) -> Option<[u8; TAG_LEN]> {
         let zone = self.zone()?;
-        let hasher = self.hasher.get_or_init(|| KeyHasher::new(&zone.secret));
+        let hasher = self
+            .hasher
+            .get_or_init(|| KeyHasher::new(&zone.secret))
+            .as_ref()?;
         Some(hasher.tag(credential))
     }
 

@@ -83,9 +83,9 @@ fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 pub struct KeyHasher(Hmac<Sha256>);
 
 impl KeyHasher {
-    pub fn new(secret: &[u8; 32]) -> Self {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
-        KeyHasher(Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length"))
+    /// `None` only if the HMAC implementation refused the key, which it does for no length.
+    pub fn new(secret: &[u8; 32]) -> Option<Self> {
+        Hmac::<Sha256>::new_from_slice(secret).ok().map(KeyHasher)
     }
 
     pub fn tag(&self, credential: &[u8]) -> [u8; TAG_LEN] {
@@ -194,8 +194,8 @@ mod tests {
 
     #[test]
     fn tags_depend_on_secret_and_credential() {
-        let a = KeyHasher::new(&[1; 32]);
-        let b = KeyHasher::new(&[2; 32]);
+        let a = KeyHasher::new(&[1; 32]).unwrap();
+        let b = KeyHasher::new(&[2; 32]).unwrap();
         assert_eq!(a.tag(b"s1"), a.tag(b"s1"));
         assert_ne!(a.tag(b"s1"), a.tag(b"s2"));
         assert_ne!(a.tag(b"s1"), b.tag(b"s1"));
