@@ -90,10 +90,10 @@ endif
 # Demo: Debian's nginx with nginx-conf/demo.conf (gateway, mock user service, mock
 # business service on localhost).
 run: module
-	@NGINX=$(NGINX_BIN) bash scripts/demo.sh start
+	@NGINX_BINARY=$(NGINX_BIN) bash scripts/demo.sh start
 
 stop:
-	@NGINX=$(NGINX_BIN) bash scripts/demo.sh stop
+	@NGINX_BINARY=$(NGINX_BIN) bash scripts/demo.sh stop
 
 # One table of worker CPU per request and requests per second (scripts/bench).
 bench: module

@@ -8,7 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 logs=$top/build/valgrind
 rm -rf "$logs"; mkdir -p "$logs"
 cd "$top"
-export TEST_NGINX_BINARY=${NGINX:-/usr/sbin/nginx}
+export TEST_NGINX_BINARY=${NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES="${ECHO_MODULE:-/usr/lib/nginx/modules/ngx_http_echo_module.so} ${IDENTITY_MODULE:-$top/build/modules/ngx_http_identity_module.so}"
 export TEST_NGINX_USE_VALGRIND="--tool=memcheck --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --num-callers=60 --suppressions=$top/t/valgrind.suppress --log-file=$logs/vg.%p.log"
 # Requests wait on nginx under valgrind: give them time.

@@ -3,7 +3,10 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 prefix="$top/build/demo"
-nginx=${NGINX:-/usr/sbin/nginx}
+# nginx reads an environment variable called NGINX as listening sockets handed over by
+# an old binary (and then does not daemonize): the binary comes in NGINX_BINARY.
+nginx=${NGINX_BINARY:-/usr/sbin/nginx}
+unset NGINX
 conf="$top/nginx-conf/demo.conf"
 
 stop() {
@@ -26,15 +29,31 @@ ln -sf "$top/build/modules/ngx_http_identity_module.so" "$prefix/modules/"
 "$nginx" -p "$prefix/" -c "$conf"
 sleep 0.3
 
+# One case: what the client sent, then the gateway's answer: the business service's
+# report of the headers it received, or the refusal when nothing reached it.
 show() {
+  local title=$1
+  shift
+  echo "== $title"
   echo "\$ $*"
-  "$@" 2>&1 | sed 's/^/  /'
+  "$@" -s -o "$prefix/demo.body" -w '%{http_code} %{redirect_url}\n' >"$prefix/demo.status" 2>&1 || true
+  read -r code location <"$prefix/demo.status"
+  if [ "$code" = 200 ]; then
+    sed 's/^/   /' "$prefix/demo.body"
+  else
+    echo "   nothing reached the business service: the gateway answered $code${location:+, Location: $location}"
+  fi
   echo
 }
 echo "ngx-identity demo: gateway on http://127.0.0.1:8080 (logs in build/demo/logs; make stop ends it)"
 echo
-show curl -s -i http://127.0.0.1:8080/api/orders
-show curl -s -b 'session=alice-session; theme=dark' http://127.0.0.1:8080/api/orders
-show curl -s -i -b session=expired-session http://127.0.0.1:8080/api/orders
-show curl -s -b session=bob-session -H 'X-User: {"id":"root"}' -H 'X-Forwarded-User: root' http://127.0.0.1:8080/api/orders
-show curl -s -i http://127.0.0.1:8080/public/news
+show "no cookie: refused without asking the user service" \
+  curl http://127.0.0.1:8080/api/orders
+show "a valid session: the identity arrives, the session cookie does not" \
+  curl -b 'session=alice-session; theme=dark' http://127.0.0.1:8080/api/orders
+show "an expired session: the user service's login redirect is relayed" \
+  curl -b session=expired-session http://127.0.0.1:8080/api/orders
+show "a client forging X-User and X-Forwarded-User: both are dropped" \
+  curl -b session=bob-session -H 'X-User: {"id":"root"}' -H 'X-Forwarded-User: root' http://127.0.0.1:8080/api/orders
+show "a public page with identity_anonymous on: passes without identity" \
+  curl http://127.0.0.1:8080/public/news
