@@ -289,12 +289,14 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
 
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {
-            Ok(identity) => {
+            Ok((identity, claims)) => {
                 *ctx.answer.borrow_mut() = Answer {
                     status: 200,
                     body: identity,
                     ..Answer::default()
                 };
+                // The spans point into the same bytes, now the answer's body.
+                let _ = ctx.claims.set(Ok(claims));
                 ctx.sealed.set(true);
                 return finish(r, conf, ctx);
             }
@@ -587,7 +589,10 @@ fn identity_headers<'c>(
 
 /// Opens the request's sealed cookie. Every failure is one outcome for the client; the
 /// reason goes to the debug log only.
-fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Vec<u8>, OpenError> {
+fn open_sealed(
+    r: &ngx_http_request_t,
+    cookie: &SealedCookie,
+) -> Result<(Vec<u8>, Claims), OpenError> {
     let Some(ring) = main_conf(r).keyring.as_ref() else {
         return Err(OpenError::UnknownKey);
     };
@@ -605,7 +610,7 @@ fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Vec<u8>,
         now: ngx::ffi::ngx_time(),
         max_age: cookie.max_age,
     };
-    sealed::open(ring, &cookie.name, &value, validity)
+    sealed::open_with_claims(ring, &cookie.name, &value, validity)
 }
 
 fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<(), NoMemory> {

@@ -203,6 +203,17 @@ pub fn open(
     value: &[u8],
     validity: Validity,
 ) -> Result<Vec<u8>, OpenError> {
+    open_with_claims(ring, cookie_name, value, validity).map(|(plain, _)| plain)
+}
+
+/// `open`, also returning the identity's claims, parsed once for the checks and reused
+/// by `$identity_claim_*`.
+pub fn open_with_claims(
+    ring: &KeyRing,
+    cookie_name: &[u8],
+    value: &[u8],
+    validity: Validity,
+) -> Result<(Vec<u8>, Claims), OpenError> {
     if value.len() > MAX_SEALED_LEN {
         return Err(OpenError::TooLong);
     }
@@ -234,12 +245,12 @@ pub fn open(
             },
         )
         .map_err(|_| OpenError::Tag)?;
-    check_validity(&plain, validity)?;
-    Ok(plain)
+    let claims = Claims::parse(&plain).map_err(|_| OpenError::NotObject)?;
+    check_validity(&plain, &claims, validity)?;
+    Ok((plain, claims))
 }
 
-fn check_validity(plain: &[u8], validity: Validity) -> Result<(), OpenError> {
-    let claims = Claims::parse(plain).map_err(|_| OpenError::NotObject)?;
+fn check_validity(plain: &[u8], claims: &Claims, validity: Validity) -> Result<(), OpenError> {
     // A JSON number only: "exp":"1900000000" (a string) does not count.
     let number = |name: &str| -> Option<i64> {
         let raw = claims.raw(plain, name)?;
