@@ -16,7 +16,7 @@ available=/usr/share/nginx/modules-available/mod-http-identity.conf
 enabled=/etc/nginx/modules-enabled/50-mod-http-identity.conf
 site=/etc/nginx/conf.d/zz-ngx-identity-test-deb.conf
 nginx=/usr/sbin/nginx
-port=${TEST_DEB_PORT:-39180}              # gateway; user service port+1, business port+2
+port=${TEST_DEB_PORT:-18970}  # gateway; user service port+1, business port+2 (below the ephemeral range)
 export DEBIAN_FRONTEND=noninteractive
 
 fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
