@@ -36,10 +36,22 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+# A block's `--- api` lines go into the protected location every test uses; blocks that
+# need other locations give them in `--- extra_config`.
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
-    $block->set_value("config", $Config . $block->extra_config);
+    my $api = "";
+    if (defined $block->api) {
+        $api = "    location /api/ {\n"
+             . "        identity_request /_identity;\n"
+             . join("", map { "    $_\n" } grep { /\S/ } split /\n/, $block->api)
+             . "        identity_header X-User-Id \$identity_claim_id;\n"
+             . "        add_header X-Status \$identity_status always;\n"
+             . "        proxy_pass http://127.0.0.1:\$server_port/backend;\n"
+             . "    }\n";
+    }
+    $block->set_value("config", $Config . $api . ($block->extra_config // ""));
 });
 
 no_shuffle();
@@ -48,14 +60,8 @@ run_tests();
 __DATA__
 
 === TEST 1: a miss fills the cache, later requests are hits without a call
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        add_header X-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
 --- request eval
 ["GET /api/x", "GET /api/x", "GET /api/y"]
 --- more_headers eval
@@ -69,13 +75,8 @@ __DATA__
 
 
 === TEST 2: different credentials are different entries
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
 --- request eval
 ["GET /api/x", "GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -85,15 +86,9 @@ __DATA__
 
 
 === TEST 3: an entry expires after identity_cache_valid
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 1s;
-        identity_header X-User-Id $identity_claim_id;
-        add_header X-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 1s;
 --- request eval
 ["GET /api/x", "GET /sleep1", "GET /api/x"]
 --- more_headers eval
@@ -105,13 +100,8 @@ __DATA__
 
 
 === TEST 4: refusals are cached too (negative caching, 401 for 5s by default)
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
 --- request eval
 ["GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -123,14 +113,9 @@ __DATA__
 
 
 === TEST 5: identity_cache_valid decides which statuses are kept
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 60s;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 60s;
 --- request eval
 ["GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -142,14 +127,9 @@ __DATA__
 
 
 === TEST 6: a 5xx is never cached
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid any 60s;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid any 60s;
 --- request eval
 ["GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -161,16 +141,10 @@ __DATA__
 
 
 === TEST 7: a stale identity is served while the user service fails, within the window
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 1s;
-        identity_cache_use_stale 30s;
-        identity_header X-User-Id $identity_claim_id;
-        add_header X-Status $identity_status always;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 1s;
+    identity_cache_use_stale 30s;
 --- request eval
 ["GET /api/x", "GET /sleep1", "GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -182,15 +156,10 @@ __DATA__
 
 
 === TEST 8: a stale identity is not served once its window has passed
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 1s;
-        identity_cache_use_stale 1s;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 1s;
+    identity_cache_use_stale 1s;
 --- request eval
 ["GET /api/x", "GET /sleep2", "GET /api/x"]
 --- more_headers eval
@@ -200,14 +169,9 @@ __DATA__
 
 
 === TEST 9: without identity_cache_use_stale an expired entry is not served on failure
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 1s;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 1s;
 --- request eval
 ["GET /api/x", "GET /sleep1", "GET /api/x"]
 --- more_headers eval
@@ -217,13 +181,8 @@ __DATA__
 
 
 === TEST 10: Cache-Control no-store from the user service prevents caching
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
 --- request eval
 ["GET /api/x", "GET /api/x"]
 --- more_headers eval
@@ -233,14 +192,9 @@ __DATA__
 
 
 === TEST 11: Cache-Control max-age lowers identity_cache_valid
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 200 60s;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 200 60s;
 --- request eval
 ["GET /api/x", "GET /api/x", "GET /sleep1", "GET /api/x"]
 --- more_headers eval
@@ -250,13 +204,9 @@ __DATA__
 
 
 === TEST 12: purge removes the entry of the credential it is sent with
+--- api
+    identity_cache users;
 --- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
     location = /purge {
         identity_cache_purge users;
     }
@@ -293,14 +243,9 @@ __DATA__
 
 
 === TEST 14: a key that names the route caches two routes' decisions apart
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_key $cookie_session$uri;
-        identity_cache users;
-        identity_header X-User-Id $identity_claim_id;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_key $cookie_session$uri;
+    identity_cache users;
 --- request eval
 ["GET /api/one", "GET /api/two", "GET /api/one", "GET /api/two"]
 --- more_headers eval
@@ -331,12 +276,8 @@ __DATA__
 
 === TEST 16: a zone that is used but never defined stops nginx
 --- http_config
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache nosuchzone;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache nosuchzone;
 --- request
 GET /api/x
 --- must_die
@@ -345,13 +286,9 @@ zero size shared memory zone "nosuchzone"
 
 
 === TEST 17: identity_cache_valid refuses 5xx
---- extra_config
-    location /api/ {
-        identity_request /_identity;
-        identity_cache users;
-        identity_cache_valid 502 10s;
-        proxy_pass http://127.0.0.1:$server_port/backend;
-    }
+--- api
+    identity_cache users;
+    identity_cache_valid 502 10s;
 --- request
 GET /api/x
 --- must_die
