@@ -66,7 +66,7 @@ unit: module
 
 # The Test::Nginx suite against the real nginx binary, with the module loaded.
 t: module
-	TEST_NGINX_BINARY=$(NGINX_BIN) \
+	TEST_NGINX_RANDOMIZE=1 TEST_NGINX_BINARY=$(NGINX_BIN) \
 	TEST_NGINX_LOAD_MODULES="$(ECHO_MODULE) $(MODULE)" \
 	prove -r t
 

@@ -9,7 +9,7 @@ __DATA__
 === TEST 1: a valid session reaches the business service with its identity
 --- http_config
     server {
-        listen 127.0.0.1:8101;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         location /user {
             if ($cookie_session != "good") { return 401 "bad session"; }
             return 200 '{"id":"alice","roles":["admin","dev"]}';
@@ -18,7 +18,7 @@ __DATA__
 --- config
     location = /_identity {
         internal;
-        proxy_pass http://127.0.0.1:8101/user;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user;
     }
     location /api/ {
         identity_request /_identity;

@@ -142,7 +142,7 @@ up
 --- http_config
     identity_request /_identity;
     server {
-        listen 127.0.0.1:8101;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         location / { return 200 "other server\n"; }
     }
 --- config
@@ -158,7 +158,7 @@ up
 --- http_config
     identity_request /_identity;
     server {
-        listen 127.0.0.1:8101;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         identity_request off;
         location / { return 200 "other server\n"; }
     }

@@ -75,7 +75,7 @@ return 200 "$echo_client_request_headers";
 --- http_config
     underscores_in_headers on;
 --- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
+    location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user; }
     location /api/ {
         identity_request /_identity;
         identity_header X-User-Id "checked";

@@ -104,7 +104,7 @@ return 200 "up=[$http_upgrade] conn=[$http_connection] ka=[$http_keep_alive] exp
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Keep-Alive $http_keep_alive;
         proxy_set_header Expect $http_expect;
-        proxy_pass http://127.0.0.1:8101/user;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user;
     }
     location /api/ {
         identity_request /_identity;
@@ -173,7 +173,7 @@ created
 --- user_service
 return 200 '{"id":"alice"}';
 --- config
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8101/user; }
+    location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user; }
     location /api/ {
         identity_request /_identity;
         identity_header X-User-Id $identity_claim_id;

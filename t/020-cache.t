@@ -7,7 +7,7 @@ our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;
     identity_cache_zone others:1m;
     server {
-        listen 127.0.0.1:8102;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;
         location /user {
             if ($http_x_mode = "deny") { return 401 "denied\n"; }
             if ($http_x_mode = "fail") { return 500; }
@@ -27,7 +27,7 @@ _EOC_
 our $Config = <<'_EOC_';
     location = /_identity {
         internal;
-        proxy_pass http://127.0.0.1:8102/user;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/user;
     }
     location = /sleep1 { echo_sleep 1.2; echo slept; }
     location = /sleep2 { echo_sleep 2.2; echo slept; }

@@ -28,7 +28,7 @@ $ENV{TEST_NGINX_BAD_KEYS} = key_file("bad.keys", 0600, "k1 not-base64\n");
 our $HttpConfig = <<'_EOC_';
     identity_sealed_keys $TEST_NGINX_SEALED_KEYS;
     server {
-        listen 127.0.0.1:8103;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
         location /user {
             if ($cookie_session = "") { return 401 "no session\n"; }
             return 200 '{"sub":"from-user-service"}';
@@ -37,7 +37,7 @@ our $HttpConfig = <<'_EOC_';
 _EOC_
 
 our $Config = <<'_EOC_';
-    location = /_identity { internal; proxy_pass http://127.0.0.1:8103/user; }
+    location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_3/user; }
     location /api/ {
         identity_sealed session;
         identity_header X-User $identity;

@@ -8,9 +8,9 @@
 # and its blocks then hold only what is their own:
 #
 #   --- user_service   what the mock user service's "location /user" does; the service
-#                      (127.0.0.1:8101) runs only for the blocks that have this section,
+#                      (a random port, $TEST_NGINX_RAND_PORT_1) runs only for the blocks that have this section,
 #                      and a block's own --- http_config goes after it; without it,
-#                      /_identity asks 127.0.0.1:8199, where nothing listens
+#                      /_identity asks $TEST_NGINX_RAND_PORT_9, where nothing listens
 #   --- identity       directives added to "location = /_identity", where the identity
 #                      subrequest goes
 #   --- api            directives added to "location /api/", which already has
@@ -34,7 +34,7 @@ our @EXPORT = qw(identity_blocks header_lines);
 
 my $UserService = <<'_EOC_';
     server {
-        listen 127.0.0.1:8101;
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         location /user {
 %s
         }
@@ -45,7 +45,7 @@ my $Gateway = <<'_EOC_';
     location = /_identity {
         internal;
 %s
-        proxy_pass http://127.0.0.1:%d/user;
+        proxy_pass http://127.0.0.1:%s/user;
     }
     location /api/ {
         identity_request /_identity;
@@ -68,7 +68,7 @@ sub identity_blocks {
         }
         if (!defined $block->config) {
             $block->set_value("config",
-                sprintf($Gateway, $block->identity // "", defined $answer ? 8101 : 8199,
+                sprintf($Gateway, $block->identity // "", defined $answer ? '$TEST_NGINX_RAND_PORT_1' : '$TEST_NGINX_RAND_PORT_9',
                         $block->api // "", $block->backend // $default{backend})
                 . ($block->extra_config // ""));
         }
