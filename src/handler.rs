@@ -466,11 +466,19 @@ fn finish(
             let held = cache.holds_lock.replace(false);
             if usable {
                 let answer = ctx.answer();
-                let ttl = ttl_for(conf.cache_valid(), answer.status, &answer.cache_control);
-                if held || ttl.is_some() {
-                    cache
-                        .zone()
-                        .store(&cache.tag, &answer, ttl, conf.cache_use_stale());
+                match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control) {
+                    ttl @ Some(_) => {
+                        cache
+                            .zone()
+                            .store(&cache.tag, &answer, ttl, conf.cache_use_stale());
+                    }
+                    // A definitive answer that may not be kept is still the user
+                    // service's last word: the older entry must never be served stale
+                    // after it (a revoked session). Removing the entry also releases the
+                    // key's lock; its waiters then call for themselves.
+                    None => {
+                        cache.zone().remove(&cache.tag);
+                    }
                 }
             } else if held {
                 if let Some(stale) = cache.zone().fail(&cache.tag) {
