@@ -12,7 +12,7 @@
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::io::Read;
 
 use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
@@ -33,6 +33,9 @@ pub struct CacheZone {
     pub shm: *mut ngx_shm_zone_t,
     zone: *mut Zone,
     hasher: OnceCell<Option<KeyHasher>>,
+    /// The `identity_request` URIs asked through this zone, registered at configuration
+    /// time, so a purge can remove a credential's entry for each of them.
+    questions: RefCell<Vec<Vec<u8>>>,
 }
 
 #[repr(C)]
@@ -100,7 +103,26 @@ impl CacheZone {
             shm,
             zone: ptr::null_mut(),
             hasher: OnceCell::new(),
+            questions: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Registers a question (an `identity_request` URI) asked through this zone; called
+    /// while the configuration is merged, never from a request.
+    pub fn add_question(&self, uri: &[u8]) {
+        if let Ok(mut questions) = self.questions.try_borrow_mut() {
+            if !questions.iter().any(|q| q == uri) {
+                questions.push(uri.to_vec());
+            }
+        }
+    }
+
+    /// Every question registered for this zone.
+    pub fn questions(&self) -> Vec<Vec<u8>> {
+        self.questions
+            .try_borrow()
+            .map(|q| q.clone())
+            .unwrap_or_default()
     }
 
     fn shpool(&self) -> *mut ngx_slab_pool_t {

@@ -95,6 +95,22 @@ impl KeyHasher {
     }
 }
 
+/// The bytes a cache key is the keyed hash of: the user-service question (the
+/// `identity_request` URI, with its arguments if it has any) and the credential. An entry
+/// answers one question for one credential, so two locations that ask different user
+/// services (or ask differently) through one zone never share entries. The question's
+/// length goes first, so no two different pairs give the same bytes (`"/a"` + `"b/c"` is
+/// not `"/ab"` + `"/c"`); the leading byte keeps these inputs apart from any other input
+/// hashed with the zone's secret.
+pub fn key_input(question: &[u8], credential: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + question.len() + credential.len());
+    out.push(b'K');
+    out.extend_from_slice(&(question.len() as u64).to_le_bytes());
+    out.extend_from_slice(question);
+    out.extend_from_slice(credential);
+    out
+}
+
 /// Serialises what a cached answer needs besides its status: content type, relayed
 /// headers, body. A 2xx answer stores its body alone behind a small header, so a 200-byte
 /// identity stays within a 256-byte slab slot.
@@ -207,6 +223,26 @@ mod tests {
             m.finalize().into_bytes().into()
         };
         assert_eq!(tag[..4], [0x5b, 0xdc, 0xc1, 0x46]);
+    }
+
+    #[test]
+    fn key_input_tells_every_pair_apart() {
+        assert_ne!(key_input(b"/a", b"b/c"), key_input(b"/ab", b"/c"));
+        assert_ne!(key_input(b"", b"/xs1"), key_input(b"/x", b"s1"));
+        assert_ne!(key_input(b"/shop", b"s1"), key_input(b"/admin", b"s1"));
+        assert_eq!(key_input(b"/shop", b"s1"), key_input(b"/shop", b"s1"));
+        // Every split of the same bytes into (question, credential) is a different input.
+        let joined = b"/_identity?x=1session";
+        let mut seen = std::collections::HashSet::new();
+        for cut in 0..=joined.len() {
+            let (q, c) = joined.split_at(cut);
+            assert!(seen.insert(key_input(q, c)), "cut at {cut}");
+        }
+        // And the question can be read back: the encoding is injective.
+        let input = key_input(b"/a?b=c", b"tok");
+        let len = u64::from_le_bytes(input[1..9].try_into().unwrap()) as usize;
+        assert_eq!(&input[9..9 + len], b"/a?b=c");
+        assert_eq!(&input[9 + len..], b"tok");
     }
 
     #[test]

@@ -215,6 +215,10 @@ impl IdentityConf {
         self.strip_cookie = self.strip_cookie.or(prev.strip_cookie);
         self.max_size = self.max_size.or(prev.max_size);
         self.cache = self.cache.or(prev.cache);
+        if let (Some(zone), Some(uri)) = (self.cache_zone(), self.enabled()) {
+            // A purge removes a credential's entry for every question asked through the zone.
+            zone.add_question(uri.as_bytes());
+        }
         if self.cache_valid.is_none() {
             self.cache_valid = prev.cache_valid.clone();
         }

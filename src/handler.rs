@@ -23,7 +23,7 @@ use ngx::ffi::{
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::cache::{CacheZone, Lookup};
-use crate::cache_entry::{ttl_for, TAG_LEN};
+use crate::cache_entry::{key_input, ttl_for, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
 use crate::config::{IdentityConf, IdentityHeader, SealedCookie};
 use crate::decision::{Answer, IdentityStatus, Verdict};
@@ -322,7 +322,9 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
     }
 
     if let Some(zone) = conf.cache_zone() {
-        if let Some(tag) = zone.tag(key.as_bytes()) {
+        // The key is the question (this location's identity_request) and the credential.
+        let question = conf.enabled().map_or(&[][..], |uri| uri.as_bytes());
+        if let Some(tag) = zone.tag(&key_input(question, key.as_bytes())) {
             let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,

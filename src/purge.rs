@@ -6,6 +6,7 @@ use ngx::ffi::{
     ngx_http_send_header, ngx_int_t, ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
 };
 
+use crate::cache_entry::key_input;
 use crate::config::zone_of;
 use crate::handler::location_conf;
 
@@ -37,10 +38,16 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if key.len == 0 {
         return HTTP_NOT_FOUND;
     }
-    let Some(tag) = zone.tag(key.as_bytes()) else {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    };
-    if !zone.remove(&tag) {
+    // An entry is keyed by question and credential: remove the credential's entry for
+    // every identity_request URI asked through this zone (a logout ends them all).
+    let mut removed = false;
+    for question in zone.questions() {
+        let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) else {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        };
+        removed |= zone.remove(&tag);
+    }
+    if !removed {
         return HTTP_NOT_FOUND;
     }
     r.headers_out.status = HTTP_NO_CONTENT;

@@ -1,0 +1,124 @@
+# What a cache entry is keyed by: an entry answers one user-service question (the
+# identity_request URI) for one credential, and, when the user service says Vary, for the
+# values of those request headers. A cached answer must never be used for a question it
+# did not answer. The mock user service answers from X-Mode; /shop allows everyone,
+# /admin refuses bob.
+use Test::Nginx::Socket 'no_plan';
+
+our $HttpConfig = <<'_EOC_';
+    identity_cache_zone users:1m;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+        location /shop {
+            return 200 '{"id":"$http_x_mode"}';
+        }
+        location /admin {
+            if ($http_x_mode = "bob") { return 403 "not an admin\n"; }
+            return 200 '{"id":"$http_x_mode"}';
+        }
+        location /lang {
+            add_header Vary "Accept-Language";
+            return 200 '{"id":"$http_x_mode-$http_accept_language"}';
+        }
+        location /lang2 {
+            add_header Vary "accept-language, X-Tenant";
+            return 200 '{"id":"$http_x_mode-$http_accept_language-$http_x_tenant"}';
+        }
+        location /star {
+            add_header Vary "*";
+            return 200 '{"id":"$http_x_mode"}';
+        }
+    }
+_EOC_
+
+our $Config = <<'_EOC_';
+    location = /_shop {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/shop;
+    }
+    location = /_admin {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/admin;
+    }
+    location = /_lang {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/lang;
+    }
+    location = /_lang2 {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/lang2;
+    }
+    location = /_star {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/star;
+    }
+    location /backend {
+        return 200 "id=$http_x_user_id\n";
+    }
+_EOC_
+
+# A protected location per user-service question, all on one zone.
+sub protected {
+    my ($prefix, $uri, $extra) = @_;
+    return "    location /$prefix/ {\n"
+         . "        identity_request $uri;\n"
+         . "        identity_cache users;\n"
+         . ($extra // "")
+         . "        identity_header X-User-Id \$identity_claim_id;\n"
+         . "        add_header X-Status \$identity_status always;\n"
+         . "        proxy_pass http://127.0.0.1:\$server_port/backend;\n"
+         . "    }\n";
+}
+
+our $Locations = protected("shop", "/_shop") . protected("admin", "/_admin")
+    . protected("lang", "/_lang") . protected("lang2", "/_lang2") . protected("star", "/_star")
+    . protected("stale", "/_lang", "        identity_cache_use_stale 30s;\n");
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
+    $block->set_value("config", $Config . $Locations . ($block->extra_config // ""));
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: bob's answer from the shop's user service does not open admin
+--- request eval
+["GET /shop/x", "GET /admin/x", "GET /admin/x"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: bob"]
+--- error_code eval
+[200, 403, 403]
+--- response_body eval
+["id=bob\n", "not an admin\n", "not an admin\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: DENIED", "X-Status: DENIED"]
+
+
+=== TEST 2: two questions through one zone are cached apart, each hit by its own
+--- request eval
+["GET /shop/x", "GET /admin/x", "GET /shop/x", "GET /admin/x"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: alice", "Cookie: session=s1\nX-Mode: carol", "Cookie: session=s1\nX-Mode: dave", "Cookie: session=s1\nX-Mode: erin"]
+--- response_body eval
+["id=alice\n", "id=carol\n", "id=alice\n", "id=carol\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: MISS", "X-Status: HIT", "X-Status: HIT"]
+
+
+=== TEST 3: a purge removes the credential's entries for every question asked through the zone
+--- extra_config
+    location = /purge {
+        identity_cache_purge users;
+    }
+--- request eval
+["GET /shop/x", "GET /admin/x", "DELETE /purge", "GET /shop/x", "GET /admin/x", "DELETE /purge", "DELETE /purge"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: alice", "Cookie: session=s1\nX-Mode: alice", "Cookie: session=s1", "Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1", "Cookie: session=s1"]
+--- error_code eval
+[200, 200, 204, 200, 403, 204, 404]
+--- response_headers eval
+["X-Status: MISS", "X-Status: MISS", "", "X-Status: MISS", "X-Status: DENIED", "", ""]
