@@ -1,10 +1,12 @@
 //! Cache bookkeeping that needs no nginx: how long an answer may be kept, the keyed hash
-//! that stands for a credential, and the byte layout of a cached answer.
+//! that stands for a question and a credential, what a `Vary` answer depends on, and the
+//! byte layout of a cached answer.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::decision::Answer;
+use crate::header::is_withheld_from_subrequest;
 
 /// The length of a cache key: an HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
@@ -111,11 +113,77 @@ pub fn key_input(question: &[u8], credential: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The most bytes of header names a `Vary` may list for its answer to be cached.
+const MAX_VARY: usize = 1024;
+
+/// What an answer's `Vary` means for caching it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Vary {
+    /// The answer depends on these request headers: lowercase, sorted, each once; none
+    /// when the user service sent no `Vary`.
+    Headers(Vec<Vec<u8>>),
+    /// `Vary: *` (the answer depends on more than headers), or a list too long to keep:
+    /// the answer is never cached.
+    Uncacheable,
+}
+
+/// Reads a `Vary` value (several lines joined with commas). Names compare
+/// case-insensitively and their order does not matter.
+pub fn parse_vary(vary: &[u8]) -> Vary {
+    let mut names = Vec::new();
+    for name in vary.split(|&b| b == b',') {
+        let name = name.trim_ascii();
+        if name == b"*" {
+            return Vary::Uncacheable;
+        }
+        if !name.is_empty() {
+            names.push(name.to_ascii_lowercase());
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.iter().map(|n| n.len() + 1).sum::<usize>() > MAX_VARY {
+        return Vary::Uncacheable;
+    }
+    Vary::Headers(names)
+}
+
+/// The bytes whose keyed hash stands for a request's values of the `Vary` headers
+/// `names` (as `parse_vary` gives them): for each name, every value the request's
+/// `headers` hold for it, in order, as the identity subrequest carries them (headers it
+/// withholds count as absent). Everything is length-prefixed, so different values never
+/// give the same bytes; the leading byte keeps these inputs apart from cache keys.
+pub fn vary_input(names: &[Vec<u8>], headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![b'V'];
+    for name in names {
+        push_long(&mut out, name);
+        let values: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name) && !is_withheld_from_subrequest(n))
+            .map(|(_, v)| &v[..])
+            .collect();
+        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        for value in values {
+            push_long(&mut out, value);
+        }
+    }
+    out
+}
+
+fn push_long(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+    out.extend_from_slice(field);
+}
+
+/// The first byte of every encoded answer: bytes from another layout never decode.
+const FORMAT: u8 = 0xA2;
+
 /// Serialises what a cached answer needs besides its status: content type, relayed
-/// headers, body. A 2xx answer stores its body alone behind a small header, so a 200-byte
-/// identity stays within a 256-byte slab slot.
+/// headers, the `Vary` names and digest, body. A 2xx answer without `Vary` stores its
+/// body behind 8 bytes, so a 200-byte identity stays within a 256-byte slab slot.
 pub fn encode(answer: &Answer) -> Vec<u8> {
     let mut out = Vec::with_capacity(answer.body.len() + 8);
+    out.push(FORMAT);
     let relayed = !(200..300).contains(&answer.status);
     let (ct, headers) = if relayed {
         (&answer.content_type[..], &answer.relay_headers[..])
@@ -128,6 +196,12 @@ pub fn encode(answer: &Answer) -> Vec<u8> {
         push_field(&mut out, name);
         push_field(&mut out, value);
     }
+    match parse_vary(&answer.vary) {
+        Vary::Headers(names) => push_field(&mut out, &names.join(&b',')),
+        // Never stored (ttl), and if it were, it would not decode.
+        Vary::Uncacheable => push_field(&mut out, b"*"),
+    }
+    push_field(&mut out, &answer.vary_digest);
     out.extend_from_slice(&answer.body);
     out
 }
@@ -140,7 +214,10 @@ fn push_field(out: &mut Vec<u8>, field: &[u8]) {
 
 /// The inverse of `encode`; `None` for bytes `encode` did not write.
 pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
-    let mut rest = bytes;
+    let (&format, mut rest) = bytes.split_first()?;
+    if format != FORMAT {
+        return None;
+    }
     let content_type = take_field(&mut rest)?.to_vec();
     let (&count, tail) = rest.split_first()?;
     rest = tail;
@@ -150,6 +227,12 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
         let value = take_field(&mut rest)?.to_vec();
         relay_headers.push((name, value));
     }
+    let vary = take_field(&mut rest)?.to_vec();
+    let vary_digest = take_field(&mut rest)?.to_vec();
+    match parse_vary(&vary) {
+        Vary::Headers(names) if names.is_empty() || vary_digest.len() == TAG_LEN => {}
+        _ => return None,
+    }
     Some(Answer {
         status,
         failure: None,
@@ -157,6 +240,8 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
         content_type,
         relay_headers,
         cache_control: Vec::new(),
+        vary,
+        vary_digest,
     })
 }
 
@@ -254,7 +339,7 @@ mod tests {
             ..Answer::default()
         };
         let bytes = encode(&ok);
-        assert_eq!(bytes.len(), ok.body.len() + 3, "2xx keeps only the body");
+        assert_eq!(bytes.len(), ok.body.len() + 8, "2xx keeps only the body");
         let back = decode(200, &bytes).unwrap();
         assert_eq!(back.body, ok.body);
 
@@ -273,10 +358,97 @@ mod tests {
     }
 
     #[test]
+    fn vary_round_trips() {
+        let varied = Answer {
+            status: 200,
+            body: b"{}".to_vec(),
+            vary: b"X-Tenant, accept-language,Accept-Language".to_vec(),
+            vary_digest: vec![7; TAG_LEN],
+            ..Answer::default()
+        };
+        let back = decode(200, &encode(&varied)).unwrap();
+        assert_eq!(back.vary, b"accept-language,x-tenant");
+        assert_eq!(back.vary_digest, varied.vary_digest);
+        assert_eq!(back.body, varied.body);
+        assert_eq!(parse_vary(&back.vary), parse_vary(&varied.vary));
+        // Names without their digest are not an entry that can be matched.
+        let no_digest = Answer {
+            vary_digest: Vec::new(),
+            ..varied
+        };
+        assert!(decode(200, &encode(&no_digest)).is_none());
+        // Nor is `*`, and nor is a blob of another layout.
+        let star = Answer {
+            status: 200,
+            vary: b"*".to_vec(),
+            ..Answer::default()
+        };
+        assert!(decode(200, &encode(&star)).is_none());
+        assert!(decode(200, &[0, 0, 0, b'{', b'}']).is_none());
+    }
+
+    #[test]
+    fn vary_names() {
+        assert_eq!(parse_vary(b""), Vary::Headers(vec![]));
+        assert_eq!(parse_vary(b" , "), Vary::Headers(vec![]));
+        assert_eq!(
+            parse_vary(b"X-B, x-a ,X-A"),
+            Vary::Headers(vec![b"x-a".to_vec(), b"x-b".to_vec()])
+        );
+        assert_eq!(parse_vary(b"*"), Vary::Uncacheable);
+        assert_eq!(parse_vary(b"Accept, *"), Vary::Uncacheable);
+        let long = vec![b'a'; MAX_VARY + 1];
+        assert_eq!(parse_vary(&long), Vary::Uncacheable);
+    }
+
+    #[test]
+    fn vary_input_follows_the_values() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let names = match parse_vary(b"Accept-Language, X-Tenant") {
+            Vary::Headers(n) => n,
+            Vary::Uncacheable => unreachable!(),
+        };
+        let input = |pairs: &[(&str, &str)]| vary_input(&names, &h(pairs));
+        let en = input(&[("Accept-Language", "en"), ("Cookie", "a=1")]);
+        // Other headers and the names' case do not matter; the values do.
+        assert_eq!(en, input(&[("accept-language", "en"), ("Cookie", "b=2")]));
+        assert_ne!(en, input(&[("Accept-Language", "fr")]));
+        assert_ne!(en, input(&[("Accept-Language", "en"), ("X-Tenant", "")]));
+        assert_ne!(en, input(&[]));
+        // Values never run into each other or into the next name.
+        assert_ne!(
+            input(&[("Accept-Language", "a"), ("Accept-Language", "b")]),
+            input(&[("Accept-Language", "ab")])
+        );
+        assert_ne!(
+            input(&[("Accept-Language", "en"), ("X-Tenant", "t")]),
+            input(&[("Accept-Language", "ent")])
+        );
+        // Headers the subrequest does not carry count as absent.
+        let cl = match parse_vary(b"Content-Length") {
+            Vary::Headers(n) => n,
+            Vary::Uncacheable => unreachable!(),
+        };
+        assert_eq!(
+            vary_input(&cl, &h(&[("Content-Length", "5")])),
+            vary_input(&cl, &[])
+        );
+        // Never the same bytes as a cache key's input.
+        assert_ne!(vary_input(&[], &[])[0], key_input(b"", b"")[0]);
+    }
+
+    #[test]
     fn decoding_rejects_truncation() {
         let denied = Answer {
             status: 401,
             relay_headers: vec![(b"A".to_vec(), b"B".to_vec())],
+            vary: b"Accept".to_vec(),
+            vary_digest: vec![1; TAG_LEN],
             ..Answer::default()
         };
         let bytes = encode(&denied);

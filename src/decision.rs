@@ -14,6 +14,12 @@ pub struct Answer {
     pub relay_headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// The user service's Cache-Control, which may shorten how long this is cached.
     pub cache_control: Vec<u8>,
+    /// The user service's `Vary` (comma-separated header names): the request headers, as
+    /// the subrequest carried them, that its answer depends on.
+    pub vary: Vec<u8>,
+    /// For a cached answer with `Vary`: the zone's keyed digest of those headers' values
+    /// in the request it answered (`cache_entry::vary_input`).
+    pub vary_digest: Vec<u8>,
 }
 
 /// `$identity_status`.

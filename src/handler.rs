@@ -23,7 +23,7 @@ use ngx::ffi::{
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::cache::{CacheZone, Lookup};
-use crate::cache_entry::{key_input, ttl_for, TAG_LEN};
+use crate::cache_entry::{key_input, parse_vary, ttl_for, vary_input, Vary, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
 use crate::config::{IdentityConf, IdentityHeader, SealedCookie};
 use crate::decision::{Answer, IdentityStatus, Verdict};
@@ -372,6 +372,12 @@ fn consult_cache(
         .zone()
         .lookup(&cache.tag, conf.lock_policy(), waiting_since_ms)
     {
+        Lookup::Fresh(answer) if !vary_matches(r, cache.zone(), &answer) => {
+            // The same question and credential, but other values of the headers the
+            // user service said its answer depends on: a miss, whose answer replaces it.
+            cache.outcome.set(IdentityStatus::Miss);
+            fetch(r, conf, ctx)
+        }
         Lookup::Fresh(answer) => {
             cache.outcome.set(if waiting_since_ms.is_some() {
                 IdentityStatus::Coalesced
@@ -383,11 +389,11 @@ fn consult_cache(
         }
         Lookup::PeerFailed(stale) => {
             *ctx.answer.borrow_mut() = match stale {
-                Some(answer) => {
+                Some(answer) if vary_matches(r, cache.zone(), &answer) => {
                     cache.outcome.set(IdentityStatus::Stale);
                     answer
                 }
-                None => Answer {
+                _ => Answer {
                     failure: Some("the user service call this request waited for failed"),
                     ..Answer::default()
                 },
@@ -467,8 +473,24 @@ fn finish(
         if let Some(cache) = ctx.cache.get() {
             let held = cache.holds_lock.replace(false);
             if usable {
+                // An answer that varies is kept with the digest of the headers it varies on.
+                let vary = parse_vary(&ctx.answer().vary);
+                let digest = match vary {
+                    Vary::Headers(names) => vary_digest(r, cache.zone(), &names),
+                    Vary::Uncacheable => None,
+                };
+                let keep = digest
+                    .and_then(|d| {
+                        ctx.answer
+                            .try_borrow_mut()
+                            .ok()
+                            .map(|mut a| a.vary_digest = d)
+                    })
+                    .is_some();
                 let answer = ctx.answer();
-                match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control) {
+                match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
+                    .filter(|_| keep)
+                {
                     ttl @ Some(_) => {
                         cache
                             .zone()
@@ -483,7 +505,8 @@ fn finish(
                     }
                 }
             } else if held {
-                if let Some(stale) = cache.zone().fail(&cache.tag) {
+                let stale = cache.zone().fail(&cache.tag);
+                if let Some(stale) = stale.filter(|a| vary_matches(r, cache.zone(), a)) {
                     cache.outcome.set(IdentityStatus::Stale);
                     *ctx.answer.borrow_mut() = stale;
                 }
@@ -495,6 +518,38 @@ fn finish(
         policy.answer(a.status, a.failure.is_some())
     };
     conclude(r, conf, ctx, verdict)
+}
+
+/// The zone's keyed digest of this request's values of the `Vary` headers `names`, as
+/// the identity subrequest carries them; empty when there are no names, `None` when it
+/// cannot be computed.
+fn vary_digest(r: &ngx_http_request_t, zone: &CacheZone, names: &[Vec<u8>]) -> Option<Vec<u8>> {
+    if names.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut headers = Vec::new();
+    // SAFETY: headers_in.headers is the request's live header list; the subrequest
+    // copies it, so these are the values the user service was (or would be) sent.
+    unsafe {
+        headers_in::visit(&r.headers_in.headers, |name, value| {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                headers.push((name.to_vec(), value.to_vec()));
+            }
+        })
+    };
+    zone.tag(&vary_input(names, &headers)).map(|d| d.to_vec())
+}
+
+/// Whether a cached answer may serve this request: it has no `Vary`, or this request's
+/// values of those headers are the ones it answered.
+fn vary_matches(r: &ngx_http_request_t, zone: &CacheZone, answer: &Answer) -> bool {
+    match parse_vary(&answer.vary) {
+        Vary::Headers(names) if names.is_empty() => true,
+        Vary::Headers(names) => {
+            vary_digest(r, zone, &names).is_some_and(|d| d == answer.vary_digest)
+        }
+        Vary::Uncacheable => false,
+    }
 }
 
 /// Carries out a verdict and remembers the result for later visits.

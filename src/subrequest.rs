@@ -148,6 +148,12 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
                 }
                 answer.cache_control.extend_from_slice(value);
             }
+            if name.eq_ignore_ascii_case(b"vary") {
+                if !answer.vary.is_empty() {
+                    answer.vary.push(b',');
+                }
+                answer.vary.extend_from_slice(value);
+            }
             // One of each, non-empty: a client must not get two Location headers.
             let seen = answer
                 .relay_headers

@@ -17,6 +17,7 @@ our $HttpConfig = <<'_EOC_';
             return 200 '{"id":"$http_x_mode"}';
         }
         location /lang {
+            if ($http_x_mode = "fail") { return 502; }
             add_header Vary "Accept-Language";
             return 200 '{"id":"$http_x_mode-$http_accept_language"}';
         }
@@ -52,6 +53,7 @@ our $Config = <<'_EOC_';
         internal;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/star;
     }
+    location = /sleep1 { echo_sleep 1.2; echo slept; }
     location /backend {
         return 200 "id=$http_x_user_id\n";
     }
@@ -72,7 +74,8 @@ sub protected {
 
 our $Locations = protected("shop", "/_shop") . protected("admin", "/_admin")
     . protected("lang", "/_lang") . protected("lang2", "/_lang2") . protected("star", "/_star")
-    . protected("stale", "/_lang", "        identity_cache_use_stale 30s;\n");
+    . protected("stale", "/_lang",
+                "        identity_cache_valid 200 1s;\n        identity_cache_use_stale 30s;\n");
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -122,3 +125,49 @@ __DATA__
 [200, 200, 204, 200, 403, 204, 404]
 --- response_headers eval
 ["X-Status: MISS", "X-Status: MISS", "", "X-Status: MISS", "X-Status: DENIED", "", ""]
+
+
+=== TEST 4: Vary: Accept-Language keeps one answer per language; another language asks again and replaces it
+--- request eval
+["GET /lang/x", "GET /lang/x", "GET /lang/x", "GET /lang/x"]
+--- more_headers eval
+["Cookie: session=s1\nAccept-Language: en\nX-Mode: alice", "Cookie: session=s1\nAccept-Language: fr\nX-Mode: bob", "Cookie: session=s1\nAccept-Language: fr\nX-Mode: carol", "Cookie: session=s1\nAccept-Language: en\nX-Mode: dave"]
+--- response_body eval
+["id=alice-en\n", "id=bob-fr\n", "id=bob-fr\n", "id=dave-en\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: MISS", "X-Status: HIT", "X-Status: MISS"]
+
+
+=== TEST 5: several Vary names, in any case; a header that is absent is a value of its own
+--- request eval
+["GET /lang2/x", "GET /lang2/x", "GET /lang2/x", "GET /lang2/x", "GET /lang2/x"]
+--- more_headers eval
+["Cookie: session=s1\nAccept-Language: en\nX-Tenant: t1\nX-Mode: alice", "Cookie: session=s1\nAccept-Language: en\nX-Tenant: t2\nX-Mode: bob", "Cookie: session=s1\nX-Tenant: t2\nAccept-Language: en\nX-Mode: carol", "Cookie: session=s1\nAccept-Language: en\nX-Mode: dave", "Cookie: session=s1\nAccept-Language: en\nX-Mode: erin"]
+--- response_body eval
+["id=alice-en-t1\n", "id=bob-en-t2\n", "id=bob-en-t2\n", "id=dave-en-\n", "id=dave-en-\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: MISS", "X-Status: HIT", "X-Status: MISS", "X-Status: HIT"]
+
+
+=== TEST 6: Vary: * is never cached
+--- request eval
+["GET /star/x", "GET /star/x"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: alice", "Cookie: session=s1\nX-Mode: bob"]
+--- response_body eval
+["id=alice\n", "id=bob\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: MISS"]
+
+
+=== TEST 7: a stale answer is only served to a request with the values it varied on
+--- request eval
+["GET /stale/x", "GET /sleep1", "GET /stale/x", "GET /stale/x"]
+--- more_headers eval
+["Cookie: session=s1\nAccept-Language: en\nX-Mode: alice", "", "Cookie: session=s1\nAccept-Language: fr\nX-Mode: fail", "Cookie: session=s1\nAccept-Language: en\nX-Mode: fail"]
+--- error_code eval
+[200, 200, 503, 200]
+--- response_body_like eval
+["^id=alice-en\$", "slept", "503 Service", "^id=alice-en\$"]
+--- response_headers eval
+["X-Status: MISS", "", "X-Status: ERROR", "X-Status: STALE"]
