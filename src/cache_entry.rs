@@ -97,6 +97,17 @@ impl KeyHasher {
     }
 }
 
+/// A user-service question: the `identity_request` URI as asked from one `server{}`
+/// (named by its `server_name`), since the same URI in two servers can be two internal
+/// locations that ask two user services. Length-prefixed like `key_input`.
+pub fn question(server_name: &[u8], uri: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + server_name.len() + uri.len());
+    out.extend_from_slice(&(server_name.len() as u64).to_le_bytes());
+    out.extend_from_slice(server_name);
+    out.extend_from_slice(uri);
+    out
+}
+
 /// The bytes a cache key is the keyed hash of: the user-service question (the
 /// `identity_request` URI, with its arguments if it has any) and the credential. An entry
 /// answers one question for one credential, so two locations that ask different user
@@ -323,6 +334,13 @@ mod tests {
             let (q, c) = joined.split_at(cut);
             assert!(seen.insert(key_input(q, c)), "cut at {cut}");
         }
+        // A question is a server and a URI, told apart the same way.
+        assert_ne!(question(b"a", b"/b"), question(b"a/", b"b"));
+        assert_ne!(question(b"shop", b"/_id"), question(b"admin", b"/_id"));
+        assert_ne!(
+            key_input(&question(b"s", b"/q"), b"c"),
+            key_input(&question(b"s", b"/"), b"qc")
+        );
         // And the question can be read back: the encoding is injective.
         let input = key_input(b"/a?b=c", b"tok");
         let len = u64::from_le_bytes(input[1..9].try_into().unwrap()) as usize;

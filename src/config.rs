@@ -217,7 +217,15 @@ impl IdentityConf {
         self.cache = self.cache.or(prev.cache);
         if let (Some(zone), Some(uri)) = (self.cache_zone(), self.enabled()) {
             // A purge removes a credential's entry for every question asked through the zone.
-            zone.add_question(uri.as_bytes());
+            // SAFETY: while servers are merged, cf->ctx's srv_conf is the current server's.
+            let cscf = unsafe {
+                let ctx = cf.ctx as *const ngx_http_conf_ctx_t;
+                (*(*ctx).srv_conf.add(ngx_http_core_module.ctx_index)
+                    as *const ngx::ffi::ngx_http_core_srv_conf_t)
+                    .as_ref()
+            };
+            let server_name = cscf.map_or(&[][..], |c| c.server_name.as_bytes());
+            zone.add_question(&crate::cache_entry::question(server_name, uri.as_bytes()));
         }
         if self.cache_valid.is_none() {
             self.cache_valid = prev.cache_valid.clone();

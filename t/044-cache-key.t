@@ -53,13 +53,18 @@ our $Config = <<'_EOC_';
         internal;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/star;
     }
+    location = /_identity {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/shop;
+    }
     location = /sleep1 { echo_sleep 1.2; echo slept; }
     location /backend {
         return 200 "id=$http_x_user_id\n";
     }
 _EOC_
 
-# A protected location per user-service question, all on one zone.
+# A protected location per user-service question, all on one zone. A block's
+# `--- extra_http` adds servers, `--- extra_config` locations.
 sub protected {
     my ($prefix, $uri, $extra) = @_;
     return "    location /$prefix/ {\n"
@@ -72,14 +77,15 @@ sub protected {
          . "    }\n";
 }
 
-our $Locations = protected("shop", "/_shop") . protected("admin", "/_admin")
+our $Locations = protected("shop", "/_shop") . protected("same", "/_identity") . protected("admin", "/_admin")
     . protected("lang", "/_lang") . protected("lang2", "/_lang2") . protected("star", "/_star")
     . protected("stale", "/_lang",
                 "        identity_cache_valid 200 1s;\n        identity_cache_use_stale 30s;\n");
 
 add_block_preprocessor(sub {
     my $block = shift;
-    $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
+    $block->set_value("http_config", $HttpConfig . ($block->extra_http // ""))
+        unless defined $block->http_config;
     $block->set_value("config", $Config . $Locations . ($block->extra_config // ""));
 });
 
@@ -127,7 +133,42 @@ __DATA__
 ["X-Status: MISS", "X-Status: MISS", "", "X-Status: MISS", "X-Status: DENIED", "", ""]
 
 
-=== TEST 4: Vary: Accept-Language keeps one answer per language; another language asks again and replaces it
+=== TEST 4: the same identity_request URI in another server{} is another question
+--- extra_http
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
+        server_name admin.test;
+        location = /_identity {
+            internal;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/admin;
+        }
+        location /same/ {
+            identity_request /_identity;
+            identity_cache users;
+            add_header X-Status $identity_status always;
+            echo admin;
+        }
+        location = /purge {
+            identity_cache_purge users;
+        }
+    }
+--- extra_config
+    location /admin-server/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_3/;
+    }
+--- request eval
+["GET /same/x", "GET /admin-server/same/x", "GET /same/x", "DELETE /admin-server/purge", "GET /same/x"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: carol", "Cookie: session=s1", "Cookie: session=s1\nX-Mode: dave"]
+--- error_code eval
+[200, 403, 200, 204, 200]
+--- response_body eval
+["id=bob\n", "not an admin\n", "id=bob\n", "", "id=dave\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: DENIED", "X-Status: HIT", "", "X-Status: MISS"]
+
+
+=== TEST 5: Vary: Accept-Language keeps one answer per language; another language asks again and replaces it
 --- request eval
 ["GET /lang/x", "GET /lang/x", "GET /lang/x", "GET /lang/x"]
 --- more_headers eval
@@ -138,7 +179,7 @@ __DATA__
 ["X-Status: MISS", "X-Status: MISS", "X-Status: HIT", "X-Status: MISS"]
 
 
-=== TEST 5: several Vary names, in any case; a header that is absent is a value of its own
+=== TEST 6: several Vary names, in any case; a header that is absent is a value of its own
 --- request eval
 ["GET /lang2/x", "GET /lang2/x", "GET /lang2/x", "GET /lang2/x", "GET /lang2/x"]
 --- more_headers eval
@@ -149,7 +190,7 @@ __DATA__
 ["X-Status: MISS", "X-Status: MISS", "X-Status: HIT", "X-Status: MISS", "X-Status: HIT"]
 
 
-=== TEST 6: Vary: * is never cached
+=== TEST 7: Vary: * is never cached
 --- request eval
 ["GET /star/x", "GET /star/x"]
 --- more_headers eval
@@ -160,7 +201,7 @@ __DATA__
 ["X-Status: MISS", "X-Status: MISS"]
 
 
-=== TEST 7: a stale answer is only served to a request with the values it varied on
+=== TEST 8: a stale answer is only served to a request with the values it varied on
 --- request eval
 ["GET /stale/x", "GET /sleep1", "GET /stale/x", "GET /stale/x"]
 --- more_headers eval
