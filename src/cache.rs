@@ -33,8 +33,9 @@ pub struct CacheZone {
     pub shm: *mut ngx_shm_zone_t,
     zone: *mut Zone,
     hasher: OnceCell<Option<KeyHasher>>,
-    /// The `identity_request` URIs asked through this zone, registered at configuration
-    /// time, so a purge can remove a credential's entry for each of them.
+    /// The questions (`cache_entry::question`: a server's `identity_request` URI) asked
+    /// through this zone, registered at configuration time, so a purge can remove a
+    /// credential's entry for each of them.
     questions: RefCell<Vec<Vec<u8>>>,
 }
 
@@ -107,8 +108,8 @@ impl CacheZone {
         }
     }
 
-    /// Registers a question (an `identity_request` URI) asked through this zone; called
-    /// while the configuration is merged, never from a request.
+    /// Registers a question asked through this zone; called while the configuration is
+    /// merged, never from a request.
     pub fn add_question(&self, uri: &[u8]) {
         if let Ok(mut questions) = self.questions.try_borrow_mut() {
             if !questions.iter().any(|q| q == uri) {

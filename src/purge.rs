@@ -39,7 +39,8 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return HTTP_NOT_FOUND;
     }
     // An entry is keyed by question and credential: remove the credential's entry for
-    // every identity_request URI asked through this zone (a logout ends them all).
+    // every question (server{} and identity_request URI) asked through this zone, so a
+    // logout ends them all.
     let mut removed = false;
     for question in zone.questions() {
         let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) else {
