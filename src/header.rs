@@ -4,8 +4,9 @@
 use core::fmt;
 
 /// Whether two header names denote the same header for anti-spoofing purposes:
-/// compared case-insensitively, with `_` and `-` the same, because many upstreams
-/// (CGI, PHP, WSGI) fold both into `HTTP_X_USER`.
+/// compared case-insensitively, with `_`, `.` and `-` the same, because many upstreams
+/// fold them alike: CGI, PHP and WSGI turn `X-User`, `X_User` and `X.User` into
+/// `HTTP_X_USER`, and nginx passes `.` and `_` on with `ignore_invalid_headers off`.
 pub fn header_names_match(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && a.iter()
@@ -15,7 +16,7 @@ pub fn header_names_match(a: &[u8], b: &[u8]) -> bool {
 
 fn fold_name_byte(b: u8) -> u8 {
     match b {
-        b'_' => b'-',
+        b'_' | b'.' => b'-',
         _ => b.to_ascii_lowercase(),
     }
 }
@@ -160,6 +161,11 @@ mod tests {
         assert!(header_names_match(b"X-User", b"x-user"));
         assert!(header_names_match(b"X-User", b"X_USER"));
         assert!(header_names_match(b"x_user_id", b"X-User-Id"));
+        assert!(header_names_match(b"X-User", b"X.User"));
+        assert!(header_names_match(b"x.user.id", b"X-User_Id"));
+        assert!(header_names_match(b"X_User", b"x.uSER"));
+        assert!(!header_names_match(b"X-User", b"X:User"));
+        assert!(!header_names_match(b"X-User", b"X User"));
         assert!(!header_names_match(b"X-User", b"X-Users"));
         assert!(!header_names_match(b"X-User", b"X-Usex"));
         assert!(!header_names_match(b"X-User", b"XUser"));
