@@ -57,14 +57,20 @@ pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
     }
 }
 
+/// A copy in the pool, NUL-terminated like the values nginx's parser leaves: nginx's
+/// `ngx_strncasecmp` scans of header values (`$cookie_NAME`) may read one byte past the
+/// end and stop at that NUL.
 fn copy_to_pool(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
     // SAFETY: pool is the request's pool; the copy lives as long as the request.
-    let data = unsafe { ngx_pnalloc(pool, bytes.len().max(1)) } as *mut u8;
+    let data = unsafe { ngx_pnalloc(pool, bytes.len() + 1) } as *mut u8;
     if data.is_null() {
         return Err(NoMemory);
     }
-    // SAFETY: data has room for bytes.len() bytes.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    // SAFETY: data has room for bytes.len() bytes and the NUL.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        *data.add(bytes.len()) = 0;
+    }
     Ok(ngx_str_t {
         len: bytes.len(),
         data,
@@ -192,6 +198,26 @@ fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
         }
     }
     Ok(())
+}
+
+/// The first of `names` that the request's Cookie lines carry more than once, counted
+/// over every Cookie line as `header::cookie_count` reads them.
+pub fn repeated_cookie<'n>(
+    r: &ngx_http_request_t,
+    names: impl IntoIterator<Item = &'n [u8]>,
+) -> Option<&'n [u8]> {
+    names.into_iter().find(|name| {
+        let mut count = 0;
+        // SAFETY: headers_in.headers is the request's live header list.
+        unsafe {
+            visit(&r.headers_in.headers, |key, value| {
+                if key.eq_ignore_ascii_case(b"cookie") {
+                    count += crate::header::cookie_count(value, name);
+                }
+            })
+        };
+        count > 1
+    })
 }
 
 /// Adds a header to the request's own headers, which every upstream module forwards.

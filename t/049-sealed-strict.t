@@ -154,3 +154,26 @@ Cookie: session=AQJrMUhISEhISEhISEhISEqESesmq0szsgSlazqt3CQ4M8E6VU4JV2y7RfLCp8KP
 --- response_body_unlike: mallory
 --- error_log
 sealed cookie not used: issued in the future
+
+
+=== TEST 11: a sealed cookie sent twice (cookie tossing) is refused with 400, whichever would open
+--- request
+GET /api/x
+--- more_headers
+Cookie: session=AQcyMDI2LTExAAECAwQFBgcICQoLUNgaGLeComWvrWEKW3ktKap1G1UlmYGMw7QUatefaVTqpzEhsp-2Z2F-yPhsX390
+Cookie: theme=dark; session=AQJrMcr-ur76ztut3sr4iBOLF6t8QBeZR2dOhO3imQhpB4AnwvH2J2MjTdlshmJ2plDF76_HutySwK4Rza6IfGxz8uqEeoI09mvv0wLrKGVXPe6kphwAIb5GMG5HBHFr5_Y25PDqdhViL-ZhwacqvOuo4tsfI4zz
+--- error_code: 400
+--- response_body_unlike: id=
+--- error_log
+identity: client sent the cookie "session" more than once
+
+
+
+=== TEST 12: the sealed cookie is found where nginx finds $cookie_session: after a ',' and in any case
+--- request eval
+["GET /api/x", "GET /api/x"]
+--- more_headers eval
+["Cookie: theme=dark,session=AQJrMcr-ur76ztut3sr4iBOLF6t8QBeZR2dOhO3imQhpB4AnwvH2J2MjTdlshmJ2plDF76_HutySwK4Rza6IfGxz8uqEeoI09mvv0wLrKGVXPe6kphwAIb5GMG5HBHFr5_Y25PDqdhViL-ZhwacqvOuo4tsfI4zz\n",
+ "Cookie: lang=fr; SESSION=AQJrMcr-ur76ztut3sr4iBOLF6t8QBeZR2dOhO3imQhpB4AnwvH2J2MjTdlshmJ2plDF76_HutySwK4Rza6IfGxz8uqEeoI09mvv0wLrKGVXPe6kphwAIb5GMG5HBHFr5_Y25PDqdhViL-ZhwacqvOuo4tsfI4zz\n"]
+--- response_body eval
+["id=bob\n", "id=bob\n"]
