@@ -188,3 +188,19 @@ main::header_lines('cookie|x-seen')
 --- response_body
 X-Seen: [lang=fr]
 Cookie: lang=fr
+
+
+
+=== TEST 13: after the strip, $cookie_session (read earlier for the key) is empty too
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_strip_cookie on;
+proxy_set_header X-Seen "[$cookie_session|$http_cookie]";
+--- more_headers
+Cookie: theme=dark; session=s1
+--- response_body_filters eval
+main::header_lines('cookie|x-seen')
+--- response_body
+X-Seen: [|theme=dark]
+Cookie: theme=dark
