@@ -54,16 +54,29 @@ impl Claims {
         Ok(Claims { fields })
     }
 
-    /// The raw JSON text of the top-level field called exactly `name`.
+    /// The raw JSON text of the top-level field called exactly `name` (the first, if the
+    /// object repeats it).
     pub fn raw<'a>(&self, body: &'a [u8], name: &str) -> Option<&'a str> {
-        let text = core::str::from_utf8(body).ok()?;
-        self.fields.iter().find_map(|(k, v)| {
-            let key = match k {
-                Key::Span(r) => text.get(r.clone())?,
-                Key::Owned(s) => s.as_str(),
-            };
-            (key == name).then(|| text.get(v.clone())).flatten()
-        })
+        self.raw_all(body, name).first().copied()
+    }
+
+    /// The raw JSON text of every top-level field called exactly `name` (escapes in the
+    /// key decoded), in order: JSON allows a repeated key, and readers differ on which
+    /// copy wins, so a check that must be unambiguous looks at all of them.
+    pub fn raw_all<'a>(&self, body: &'a [u8], name: &str) -> Vec<&'a str> {
+        let Ok(text) = core::str::from_utf8(body) else {
+            return Vec::new();
+        };
+        self.fields
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = match k {
+                    Key::Span(r) => text.get(r.clone())?,
+                    Key::Owned(s) => s.as_str(),
+                };
+                (key == name).then(|| text.get(v.clone())).flatten()
+            })
+            .collect()
     }
 
     /// The text of claim `name` in `body` (the body `parse` was given), or `None` when
@@ -234,6 +247,16 @@ mod tests {
             get(r#"{"name":"Bj\u00f8rn"}"#, "name").as_deref(),
             Some("Bjørn")
         );
+    }
+
+    #[test]
+    fn repeated_keys_are_all_seen() {
+        let b = br#"{"exp":1,"sub":"a","e\u0078p":2,"exp":3.5}"#;
+        let c = Claims::parse(b).unwrap();
+        assert_eq!(c.raw(b, "exp"), Some("1"));
+        assert_eq!(c.raw_all(b, "exp"), ["1", "2", "3.5"]);
+        assert_eq!(c.raw_all(b, "sub").len(), 1);
+        assert!(c.raw_all(b, "nbf").is_empty());
     }
 
     #[test]

@@ -287,6 +287,25 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
     // SAFETY: r->ctx has a slot per module.
     unsafe { *r.ctx.add(module().ctx_index) = p as *mut c_void };
 
+    // A credential cookie sent more than once (cookie tossing) is ambiguous: the key reads
+    // one copy, the user service may authenticate another. Refused with 400, no call made.
+    let sealed_name = conf.sealed_cookie().map(|s| s.name.as_slice());
+    let keyed = conf
+        .enabled()
+        .map_or(&[][..], |_| &conf.session_cookies[..]);
+    let credentials = sealed_name
+        .into_iter()
+        .chain(keyed.iter().map(Vec::as_slice));
+    if let Some(name) = headers_in::repeated_cookie(r, credentials) {
+        ngx_log_error!(
+            ngx::ffi::NGX_LOG_INFO,
+            r.connection_log(),
+            "identity: client sent the cookie \"{}\" more than once",
+            String::from_utf8_lossy(name)
+        );
+        return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
+    }
+
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {
             Ok((identity, claims)) => {

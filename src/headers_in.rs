@@ -57,14 +57,20 @@ pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
     }
 }
 
+/// A copy in the pool, NUL-terminated like the values nginx's parser leaves: nginx's
+/// `ngx_strncasecmp` scans of header values (`$cookie_NAME`) may read one byte past the
+/// end and stop at that NUL.
 fn copy_to_pool(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
     // SAFETY: pool is the request's pool; the copy lives as long as the request.
-    let data = unsafe { ngx_pnalloc(pool, bytes.len().max(1)) } as *mut u8;
+    let data = unsafe { ngx_pnalloc(pool, bytes.len() + 1) } as *mut u8;
     if data.is_null() {
         return Err(NoMemory);
     }
-    // SAFETY: data has room for bytes.len() bytes.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    // SAFETY: data has room for bytes.len() bytes and the NUL.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        *data.add(bytes.len()) = 0;
+    }
     Ok(ngx_str_t {
         len: bytes.len(),
         data,
@@ -112,8 +118,8 @@ unsafe fn refill(
 }
 
 /// Rewrites the request's own header list with `edit`; returns whether anything changed.
-/// nginx's shortcut pointers into the list stay valid (the old elements are not freed);
-/// the Cookie shortcut is rebuilt so `$cookie_*` and `$http_cookie` follow the new list.
+/// Every shortcut nginx keeps into the list is rebuilt to follow the new one (see
+/// `relink_shortcuts`), so a dropped header is gone for every variable and module.
 pub fn rewrite_request_headers(
     r: &mut ngx_http_request_t,
     mut edit: impl FnMut(&[u8], &[u8]) -> Edit,
@@ -140,58 +146,183 @@ pub fn rewrite_request_headers(
             edit(elt.key.as_bytes(), elt.value.as_bytes())
         })
     }?;
-    relink_cookies(r)?;
+    relink_shortcuts(r)?;
     Ok(true)
 }
 
-#[cfg(not(nginx1_23_0))]
-fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
-    // Before 1.23 nginx keeps Cookie lines in an array of element pointers. A new array,
-    // because a subrequest made earlier shares the old one's storage.
-    if r.headers_in.cookies.elts.is_null() {
-        return Ok(());
-    }
-    // SAFETY: the request pool outlives the array.
-    let cookies =
-        unsafe { ngx::ffi::ngx_array_create(r.pool, 2, size_of::<*mut ngx_table_elt_t>()) };
-    if cookies.is_null() {
-        return Err(NoMemory);
-    }
-    // SAFETY: the list was just rebuilt in the request pool.
-    for elt in unsafe { elements(&r.headers_in.headers) } {
-        // SAFETY: elt points into the list.
-        if unsafe { (*elt).key.as_bytes() }.eq_ignore_ascii_case(b"cookie") {
-            // SAFETY: cookies is an initialised array of ngx_table_elt_t pointers.
-            let slot = unsafe { ngx::ffi::ngx_array_push(cookies) } as *mut *mut ngx_table_elt_t;
-            if slot.is_null() {
-                return Err(NoMemory);
-            }
-            // SAFETY: slot is a fresh array element.
-            unsafe { *slot = elt };
+/// Points every shortcut nginx keeps in `headers_in` at the rebuilt list, so no
+/// variable or module reads a header the list no longer holds (`$http_user_agent`,
+/// `$proxy_add_x_forwarded_for`, `$remote_user`, realip, the not-modified filter...).
+/// The fields are those of nginx's own `ngx_http_headers_in` table, read at run time, so
+/// they are exactly the ones the running nginx indexes. What nginx derived from a header
+/// when it parsed it goes with the header where it can be re-derived: the Basic user and
+/// password, the browser flags. What describes the client connection or its body
+/// (`connection_type`, `keep_alive_n`, `content_length_n`, `chunked`, `server`) stays:
+/// the body is still framed by the headers the client sent.
+fn relink_shortcuts(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
+    // nginx's static table, ended by an entry with an empty name (a raw pointer to a
+    // static needs no unsafe; reading through it below does).
+    let mut entry =
+        ptr::addr_of!(ngx::ffi::ngx_http_headers_in) as *const ngx::ffi::ngx_http_header_t;
+    loop {
+        // SAFETY: entry is within the table (the end marker stops the walk).
+        let h = unsafe { &*entry };
+        if h.name.len == 0 {
+            break;
         }
+        relink_field(r, h.name.as_bytes(), h.offset)?;
+        // SAFETY: this entry was not the end marker, so the next one exists.
+        entry = unsafe { entry.add(1) };
     }
-    // SAFETY: cookies is a valid array created above.
-    r.headers_in.cookies = unsafe { *cookies };
+    let hi = &mut r.headers_in;
+    if hi.authorization.is_null() {
+        // `$remote_user` parses Authorization once into these; empty with a null pointer
+        // means "not parsed yet", so it looks again and finds none.
+        hi.user = ngx_str_t::default();
+        hi.passwd = ngx_str_t::default();
+    }
+    if hi.user_agent.is_null() {
+        hi.set_msie(0);
+        hi.set_msie6(0);
+        hi.set_opera(0);
+        hi.set_gecko(0);
+        hi.set_chrome(0);
+        hi.set_safari(0);
+        hi.set_konqueror(0);
+    }
+    flush_header_variables(r);
     Ok(())
 }
 
+/// The list's live elements whose name is `name` (nginx's table matches names
+/// case-insensitively, through their lowercase hash key).
+fn matching(r: &ngx_http_request_t, name: &[u8]) -> Vec<*mut ngx_table_elt_t> {
+    // SAFETY: the request's live header list.
+    unsafe { elements(&r.headers_in.headers) }
+        .into_iter()
+        // SAFETY: each element points into the list.
+        .filter(|&elt| unsafe {
+            (*elt).hash != 0 && (*elt).key.as_bytes().eq_ignore_ascii_case(name)
+        })
+        .collect()
+}
+
+/// Since 1.23 every field is a chain through `next`, in list order.
 #[cfg(nginx1_23_0)]
-fn relink_cookies(r: &mut ngx_http_request_t) -> Result<(), NoMemory> {
-    // Since 1.23 Cookie lines are a chain through `next`.
-    let mut next: *mut *mut ngx_table_elt_t = &mut r.headers_in.cookie;
-    r.headers_in.cookie = ptr::null_mut();
-    // SAFETY: the list was just rebuilt in the request pool.
-    for elt in unsafe { elements(&r.headers_in.headers) } {
-        // SAFETY: elt points into the list; next points at the chain's tail slot.
+fn relink_field(r: &mut ngx_http_request_t, name: &[u8], offset: usize) -> Result<(), NoMemory> {
+    let found = matching(r, name);
+    // SAFETY: offset comes from nginx's table of ngx_table_elt_t * fields of headers_in.
+    let mut next = unsafe {
+        (ptr::addr_of_mut!(r.headers_in) as *mut u8).add(offset) as *mut *mut ngx_table_elt_t
+    };
+    for elt in found {
+        // SAFETY: next is the field or the previous element's `next`; elt is in the list.
         unsafe {
-            if (*elt).key.as_bytes().eq_ignore_ascii_case(b"cookie") {
-                (*elt).next = ptr::null_mut();
-                *next = elt;
-                next = &mut (*elt).next;
-            }
+            *next = elt;
+            (*elt).next = ptr::null_mut();
+            next = ptr::addr_of_mut!((*elt).next);
         }
     }
+    // SAFETY: as above; ends the chain (null when nothing matched).
+    unsafe { *next = ptr::null_mut() };
     Ok(())
+}
+
+/// Before 1.23 X-Forwarded-For and Cookie are arrays of element pointers, the other
+/// fields the first matching element.
+#[cfg(not(nginx1_23_0))]
+fn relink_field(r: &mut ngx_http_request_t, name: &[u8], offset: usize) -> Result<(), NoMemory> {
+    use core::mem::offset_of;
+    use ngx::ffi::{ngx_array_t, ngx_http_headers_in_t};
+    let found = matching(r, name);
+    // SAFETY: offset comes from nginx's table of fields of headers_in.
+    let field = unsafe { (ptr::addr_of_mut!(r.headers_in) as *mut u8).add(offset) };
+    if offset == offset_of!(ngx_http_headers_in_t, x_forwarded_for)
+        || offset == offset_of!(ngx_http_headers_in_t, cookies)
+    {
+        // A new array, because a subrequest made earlier shares the old one's storage.
+        let mut array = ngx_array_t {
+            elts: ptr::null_mut(),
+            nelts: 0,
+            size: size_of::<*mut ngx_table_elt_t>(),
+            nalloc: 0,
+            pool: r.pool,
+        };
+        if !found.is_empty() {
+            // SAFETY: the request pool outlives the array.
+            let a = unsafe { ngx::ffi::ngx_array_create(r.pool, found.len(), array.size) };
+            if a.is_null() {
+                return Err(NoMemory);
+            }
+            for elt in found {
+                // SAFETY: a is an initialised array of ngx_table_elt_t pointers.
+                let slot = unsafe { ngx::ffi::ngx_array_push(a) } as *mut *mut ngx_table_elt_t;
+                if slot.is_null() {
+                    return Err(NoMemory);
+                }
+                // SAFETY: slot is a fresh array element.
+                unsafe { *slot = elt };
+            }
+            // SAFETY: a was created above.
+            array = unsafe { *a };
+        }
+        // SAFETY: this field is an ngx_array_t.
+        unsafe { *(field as *mut ngx_array_t) = array };
+    } else {
+        // SAFETY: every other field of the table is an ngx_table_elt_t pointer.
+        unsafe {
+            *(field as *mut *mut ngx_table_elt_t) =
+                found.first().copied().unwrap_or(ptr::null_mut())
+        };
+    }
+    Ok(())
+}
+
+/// Forgets the values nginx cached for this request of the variables that read request
+/// headers (`$http_*`, `$cookie_*`, `$proxy_add_x_forwarded_for`, `$remote_user`), so
+/// one evaluated before the rewrite (a `set`, an `if`, the identity key) is read again.
+fn flush_header_variables(r: &mut ngx_http_request_t) {
+    if r.variables.is_null() {
+        return;
+    }
+    // SAFETY: main_conf holds the core module's main configuration at its index.
+    let cmcf = unsafe {
+        &*(*r.main_conf.add(ngx::ffi::ngx_http_core_module.ctx_index))
+            .cast::<ngx::ffi::ngx_http_core_main_conf_t>()
+    };
+    let vars = cmcf.variables.elts as *const ngx::ffi::ngx_http_variable_t;
+    for i in 0..cmcf.variables.nelts {
+        // SAFETY: r->variables has one slot per indexed variable of cmcf->variables.
+        let (name, value) = unsafe { ((*vars.add(i)).name.as_bytes(), &mut *r.variables.add(i)) };
+        let reads_headers = name.starts_with(b"http_")
+            || name.starts_with(b"cookie_")
+            || name == b"proxy_add_x_forwarded_for"
+            || name == b"remote_user";
+        if reads_headers {
+            value.set_valid(0);
+            value.set_not_found(0);
+        }
+    }
+}
+
+/// The first of `names` that the request's Cookie lines carry more than once, counted
+/// over every Cookie line as `header::cookie_count` reads them.
+pub fn repeated_cookie<'n>(
+    r: &ngx_http_request_t,
+    names: impl IntoIterator<Item = &'n [u8]>,
+) -> Option<&'n [u8]> {
+    names.into_iter().find(|name| {
+        let mut count = 0;
+        // SAFETY: headers_in.headers is the request's live header list.
+        unsafe {
+            visit(&r.headers_in.headers, |key, value| {
+                if key.eq_ignore_ascii_case(b"cookie") {
+                    count += crate::header::cookie_count(value, name);
+                }
+            })
+        };
+        count > 1
+    })
 }
 
 /// Adds a header to the request's own headers, which every upstream module forwards.
@@ -251,5 +382,7 @@ pub unsafe fn give_subrequest_filtered_headers(
                 Edit::Keep
             }
         })
-    }
+    }?;
+    // The subrequest's shortcuts still point at the parent's elements, withheld ones too.
+    relink_shortcuts(sr)
 }

@@ -11,6 +11,10 @@
 //! aad     = header || cookie name
 //! plain   = a UTF-8 JSON object with "exp" (and optionally "iat", "nbf"), seconds since 1970
 //! ```
+//!
+//! `exp`, `iat` and `nbf` are JSON integers from 0 to `MAX_TIME` (no fraction, exponent,
+//! sign or string), each at most once; an `iat` more than `IAT_SKEW` seconds ahead of the
+//! gateway's clock is refused.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -27,6 +31,12 @@ pub const TAG_LEN: usize = 16;
 /// Longer cookies are refused before any decoding (browsers cap a cookie near 4 KB).
 pub const MAX_SEALED_LEN: usize = 4096;
 const HKDF_INFO: &[u8] = b"ngx-identity sealed v1";
+/// The latest time a time claim may hold: 9999-12-31T23:59:59Z. Anything beyond is not a
+/// time but an attempt at "never".
+pub const MAX_TIME: i64 = 253_402_300_799;
+/// How far ahead of the gateway's clock an issuer's clock may run: an `iat` later than
+/// now plus this is refused.
+pub const IAT_SKEW: i64 = 60;
 
 /// Why a key ring file is refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +73,12 @@ pub enum OpenError {
     NotObject,
     #[error("no numeric exp")]
     NoExpiry,
+    #[error("exp, iat or nbf is not an integer from 0 to 253402300799")]
+    BadTime,
+    #[error("exp, iat or nbf appears more than once")]
+    DuplicateClaim,
+    #[error("issued in the future")]
+    IssuedInFuture,
     #[error("expired")]
     Expired,
     #[error("not yet valid")]
@@ -250,34 +266,71 @@ pub fn open_with_claims(
     Ok((plain, claims))
 }
 
-fn check_validity(plain: &[u8], claims: &Claims, validity: Validity) -> Result<(), OpenError> {
-    // A JSON number only: "exp":"1900000000" (a string) does not count.
-    let number = |name: &str| -> Option<i64> {
-        let raw = claims.raw(plain, name)?;
-        if !raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-            return None;
-        }
-        raw.parse::<i64>().ok().or_else(|| {
-            raw.parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(|f| f as i64)
+/// The time claims of an identity, checked for shape only: `exp` present, and each of
+/// `exp`, `iat`, `nbf` at most once and an integer from 0 to `MAX_TIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub exp: i64,
+    pub iat: Option<i64>,
+    pub nbf: Option<i64>,
+}
+
+impl Times {
+    pub fn read(plain: &[u8], claims: &Claims) -> Result<Self, OpenError> {
+        Ok(Times {
+            exp: time_claim(plain, claims, "exp")?.ok_or(OpenError::NoExpiry)?,
+            iat: time_claim(plain, claims, "iat")?,
+            nbf: time_claim(plain, claims, "nbf")?,
         })
-    };
-    let exp = number("exp").ok_or(OpenError::NoExpiry)?;
-    if validity.now >= exp {
+    }
+}
+
+/// Checks an identity before it is sealed, as the gateway will when it opens it.
+pub fn check_identity(plain: &[u8]) -> Result<Times, OpenError> {
+    let claims = Claims::parse(plain).map_err(|_| OpenError::NotObject)?;
+    Times::read(plain, &claims)
+}
+
+fn time_claim(plain: &[u8], claims: &Claims, name: &str) -> Result<Option<i64>, OpenError> {
+    match claims.raw_all(plain, name)[..] {
+        [] => Ok(None),
+        [raw] => parse_time(raw).map(Some).ok_or(OpenError::BadTime),
+        _ => Err(OpenError::DuplicateClaim),
+    }
+}
+
+/// A JSON integer from 0 to `MAX_TIME`, nothing else: `1e300`, `1.5`, `-1`, `"1"` and a
+/// number past 64 bits are all refused, never rounded or saturated into "never".
+fn parse_time(raw: &str) -> Option<i64> {
+    if raw.is_empty() || raw.len() > 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse::<i64>().ok().filter(|t| *t <= MAX_TIME)
+}
+
+fn check_validity(plain: &[u8], claims: &Claims, validity: Validity) -> Result<(), OpenError> {
+    let times = Times::read(plain, claims)?;
+    let now = validity.now;
+    if now >= times.exp {
         return Err(OpenError::Expired);
     }
-    if let Some(nbf) = number("nbf") {
-        if validity.now < nbf {
-            return Err(OpenError::NotYetValid);
-        }
+    if times.nbf.is_some_and(|nbf| now < nbf) {
+        return Err(OpenError::NotYetValid);
+    }
+    if times
+        .iat
+        .is_some_and(|iat| iat > now.saturating_add(IAT_SKEW))
+    {
+        return Err(OpenError::IssuedInFuture);
     }
     if let Some(max_age) = validity.max_age {
-        match number("iat") {
-            Some(iat) if validity.now - iat > max_age => return Err(OpenError::TooOld),
-            None if exp - validity.now > max_age => return Err(OpenError::TooOld),
-            _ => {}
+        // Both times are within 0..=MAX_TIME, so these differences cannot overflow.
+        let too_old = match times.iat {
+            Some(iat) => now.saturating_sub(iat) > max_age,
+            None => times.exp.saturating_sub(now) > max_age,
+        };
+        if too_old {
+            return Err(OpenError::TooOld);
         }
     }
     Ok(())
@@ -411,7 +464,7 @@ mod tests {
         assert_eq!(open_(r#"{"sub":"a"}"#, NOW), Err(OpenError::NoExpiry));
         assert_eq!(
             open_(r#"{"exp":"1900000000"}"#, NOW),
-            Err(OpenError::NoExpiry)
+            Err(OpenError::BadTime)
         );
         assert_eq!(open_(r#"["exp"]"#, NOW), Err(OpenError::NotObject));
         assert_eq!(open_("not json", NOW), Err(OpenError::NotObject));
@@ -431,6 +484,139 @@ mod tests {
         assert!(open_(r#"{"exp":1900000000,"iat":1799999000}"#, max).is_ok());
         assert_eq!(open_(r#"{"exp":1800007200}"#, max), Err(OpenError::TooOld));
         assert!(open_(r#"{"exp":1800001800}"#, max).is_ok());
+    }
+
+    #[test]
+    fn time_claims_are_integers_in_range() {
+        let ring = ring();
+        let open_ = |p: &str| open(&ring, b"session", sealed(p).as_bytes(), NOW);
+        for exp in [
+            "1e300",
+            "1.9e9",
+            "1900000000.0",
+            "1900000000.5",
+            "19000000000000000000000",
+            "9223372036854775807",
+            "9223372036854775808",
+            "253402300800",
+            "-1",
+            "-9223372036854775808",
+            "\"1900000000\"",
+            "true",
+            "null",
+            "[1900000000]",
+        ] {
+            assert_eq!(
+                open_(&format!(r#"{{"sub":"a","exp":{exp}}}"#)),
+                Err(OpenError::BadTime),
+                "exp {exp}"
+            );
+        }
+        assert!(open_(r#"{"exp":253402300799}"#).is_ok());
+        assert_eq!(open_(r#"{"exp":0}"#), Err(OpenError::Expired));
+        for claim in ["iat", "nbf"] {
+            for bad in ["1e3", "1.5", "-1", "99999999999999999999", "\"0\"", "null"] {
+                assert_eq!(
+                    open_(&format!(r#"{{"exp":1900000000,"{claim}":{bad}}}"#)),
+                    Err(OpenError::BadTime),
+                    "{claim} {bad}"
+                );
+            }
+            assert!(open_(&format!(r#"{{"exp":1900000000,"{claim}":0}}"#)).is_ok());
+        }
+        // A negative iat must not make "now - iat" overflow past max_age.
+        let max = Validity {
+            max_age: Some(3600),
+            ..NOW
+        };
+        assert_eq!(
+            open(
+                &ring,
+                b"session",
+                sealed(r#"{"exp":1900000000,"iat":-9223372036854775808}"#).as_bytes(),
+                max
+            ),
+            Err(OpenError::BadTime)
+        );
+    }
+
+    #[test]
+    fn repeated_time_claims_are_refused() {
+        let ring = ring();
+        let open_ = |p: &str| open(&ring, b"session", sealed(p).as_bytes(), NOW);
+        assert_eq!(
+            open_(r#"{"exp":1700000000,"sub":"a","exp":1900000000}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"exp":1900000000}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"e\u0078p":1700000000}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"nbf":1850000000,"nbf":0}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"iat":0,"iat":1799999999}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        // Other repeated keys are the issuer's business.
+        assert!(open_(r#"{"exp":1900000000,"sub":"a","sub":"b"}"#).is_ok());
+        // "EXP" is another claim.
+        assert!(open_(r#"{"exp":1900000000,"EXP":1}"#).is_ok());
+    }
+
+    #[test]
+    fn iat_in_the_future_is_refused_beyond_the_skew() {
+        let ring = ring();
+        let open_ = |p: &str| open(&ring, b"session", sealed(p).as_bytes(), NOW);
+        assert!(open_(r#"{"exp":1900000000,"iat":1800000000}"#).is_ok());
+        assert!(open_(r#"{"exp":1900000000,"iat":1800000060}"#).is_ok());
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"iat":1800000061}"#),
+            Err(OpenError::IssuedInFuture)
+        );
+        assert_eq!(
+            open_(r#"{"exp":1900000000,"iat":1899999999}"#),
+            Err(OpenError::IssuedInFuture)
+        );
+        // With max_age, a future iat would otherwise look brand new for ever.
+        let max = Validity {
+            max_age: Some(3600),
+            ..NOW
+        };
+        assert_eq!(
+            open(
+                &ring,
+                b"session",
+                sealed(r#"{"exp":1900000000,"iat":1890000000}"#).as_bytes(),
+                max
+            ),
+            Err(OpenError::IssuedInFuture)
+        );
+    }
+
+    #[test]
+    fn identities_are_checked_before_sealing() {
+        assert_eq!(
+            check_identity(br#"{"exp":1900000000,"iat":1}"#),
+            Ok(Times {
+                exp: 1_900_000_000,
+                iat: Some(1),
+                nbf: None
+            })
+        );
+        assert_eq!(check_identity(br#"{"exp":1e300}"#), Err(OpenError::BadTime));
+        assert_eq!(
+            check_identity(br#"{"exp":1,"exp":2}"#),
+            Err(OpenError::DuplicateClaim)
+        );
+        assert_eq!(check_identity(br#"{"sub":"a"}"#), Err(OpenError::NoExpiry));
+        assert_eq!(check_identity(b"[]"), Err(OpenError::NotObject));
     }
 
     #[test]

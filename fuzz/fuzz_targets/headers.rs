@@ -31,10 +31,12 @@ fuzz_target!(|data: &[u8]| {
         let names = vec![name.to_vec()];
         if let Some(rest) = header::strip_cookies(a, &names) {
             assert!(header::cookie_value(&rest, name).is_none());
+            assert_eq!(header::cookie_count(&rest, name), 0);
             assert!(rest.len() <= a.len() + a.len() / 2 + 2);
         }
     }
     let _ = header::cookie_value(a, b);
+    let _ = header::cookie_count(a, b);
     let _ = header::cookie_names_in_key(a);
     let _ = header::is_valid_header_name(a);
 });

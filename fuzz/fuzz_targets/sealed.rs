@@ -40,6 +40,8 @@ fuzz_target!(|data: &[u8]| {
                     e,
                     sealed::OpenError::NotObject | sealed::OpenError::NoExpiry | sealed::OpenError::Expired
                         | sealed::OpenError::NotYetValid | sealed::OpenError::TooLong
+                        | sealed::OpenError::BadTime | sealed::OpenError::DuplicateClaim
+                        | sealed::OpenError::IssuedInFuture
                 ),
                 "{e:?}"
             ),

@@ -110,10 +110,12 @@ fn run() -> Result<String, String> {
         return String::from_utf8(plain).map_err(|_| "does not open: not UTF-8".into());
     }
     // Refuse what the gateway would refuse, so a bad identity fails here, not in nginx.
-    match serde_json::from_str::<serde_json::Value>(input) {
-        Ok(serde_json::Value::Object(o)) if o.get("exp").is_some_and(|e| e.is_number()) => {}
-        _ => return Err("the identity must be a JSON object with a numeric \"exp\"".into()),
-    }
+    sealed::check_identity(input.as_bytes()).map_err(|e| {
+        format!(
+            "the identity must be a JSON object with an integer \"exp\" \
+             (and optional integer \"iat\", \"nbf\"), each once: {e}"
+        )
+    })?;
     let nonce = match args.nonce {
         Some(n) => n,
         None => random_nonce()?,
