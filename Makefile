@@ -32,7 +32,7 @@ ECHO_MODULE := /usr/lib/nginx/modules/ngx_http_echo_module.so
 NGINX_TREE := $(NGINX_BUILD_DIR)/ngx_auto_config.h
 endif
 
-.PHONY: all deps module test check unit t run stop bench fuzz soak check-valgrind clean deb test-deb
+.PHONY: all deps module test check unit t run stop bench fuzz soak check-worker-kill check-valgrind ci-heavy clean deb test-deb
 
 all: module
 
@@ -103,9 +103,13 @@ bench: module
 check-valgrind: module
 	@bash scripts/check-valgrind.sh
 
-# Faults, reloads and a million hits under load (scripts/soak).
+# Faults, reloads, a million hits and workers SIGKILLed under load (scripts/soak).
 soak: module
 	@bash scripts/soak
+
+# The worker-kill phase of the soak alone, for 10 s with a kill every 0.05 s: CI's short form.
+check-worker-kill: module
+	@SOAK_PHASES=kill KILL_SECONDS=$${KILL_SECONDS:-10} KILL_INTERVAL=$${KILL_INTERVAL:-0.05} bash scripts/soak
 
 # Every cargo-fuzz target briefly (FUZZ_SECONDS=600 for the long runs).
 fuzz:

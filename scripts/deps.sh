@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of ngx-identity from Debian's packages.
+# (cargo-fuzz, for make fuzz, comes from crates.io: scripts/fuzz.sh installs it.)
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
@@ -7,7 +8,7 @@ pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
       libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
       liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
       libtest-base-perl liburi-perl libhttp-message-perl libwww-perl
-      python3-cryptography dpkg-dev)
+      python3-cryptography dpkg-dev valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do

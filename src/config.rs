@@ -298,6 +298,7 @@ fn compile_complex_value(
         as *mut ngx_http_complex_value_t;
     // SAFETY: as above; a copy of the source because nginx keeps pointers into it.
     let data = unsafe { ngx_pcalloc(cf.pool, source.len().max(1)) } as *mut u8;
+    // SAFETY: as above.
     let value = unsafe { ngx_pcalloc(cf.pool, size_of::<ngx_str_t>()) } as *mut ngx_str_t;
     if cv.is_null() || data.is_null() || value.is_null() {
         return Err(ConfigError::NoMemory);

@@ -101,8 +101,8 @@ unsafe extern "C" fn subrequest_done(
     if answer.failure.is_none() {
         answer.failure = earlier_failure;
     }
-    // SAFETY: sr is live; its connection has a log.
     ngx_log_debug!(
+        // SAFETY: sr is live; its connection has a log.
         unsafe { (*sr.connection).log },
         "identity subrequest done s:{} rc:{} body:{}",
         answer.status,
@@ -193,6 +193,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
         }
         // SAFETY: the next filter was recorded at configuration time.
         _ => match unsafe { NEXT_BODY_FILTER } {
+            // SAFETY: the next body filter, with the arguments nginx gave this one.
             Some(next) => unsafe { next(r, chain) },
             None => NGX_ERROR,
         },

@@ -106,6 +106,22 @@ struct Options {
     user_delay: Option<f64>,
     /// The `identity_cache_zone` size.
     zone_size: &'static str,
+    /// `identity_cache_lock_timeout`.
+    lock_timeout: &'static str,
+    /// A user service the test runs itself on this port, instead of the echo location.
+    external_user: Option<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lock: true,
+            user_delay: None,
+            zone_size: "1m",
+            lock_timeout: "5s",
+            external_user: None,
+        }
+    }
 }
 
 struct Ports {
@@ -161,7 +177,7 @@ http {{
     identity_cache_zone users:{zone};
 
     upstream user_service {{
-        server 127.0.0.1:{user_port};
+        server 127.0.0.1:{upstream_user_port};
         keepalive 64;
     }}
     upstream business {{
@@ -189,6 +205,7 @@ http {{
             identity_cache users;
             identity_cache_valid 200 60s;
             identity_cache_lock {lock};
+            identity_cache_lock_timeout {lock_timeout};
             identity_header X-User-Id $identity_claim_id;
             add_header X-Identity-Status $identity_status always;
             proxy_pass http://business/backend;
@@ -217,8 +234,10 @@ http {{
         identity = module.display(),
         echo = paths.echo.display(),
         zone = opt.zone_size,
+        lock_timeout = opt.lock_timeout,
         gateway_port = ports.gateway,
         user_port = ports.user,
+        upstream_user_port = opt.external_user.unwrap_or(ports.user),
         business_port = ports.business,
     )
 }
@@ -542,6 +561,7 @@ async fn one_cookie_200_concurrent_requests_make_one_call() {
             lock: true,
             user_delay: Some(0.2),
             zone_size: "1m",
+            ..Options::default()
         },
     );
     let client = client();
@@ -615,6 +635,7 @@ async fn twenty_cookies_200_concurrent_requests_make_twenty_calls() {
             lock: true,
             user_delay: Some(0.05),
             zone_size: "1m",
+            ..Options::default()
         },
     );
     let client = client();
@@ -674,6 +695,7 @@ async fn full_zone_evicts_oldest_and_keeps_answering() {
             lock: true,
             user_delay: None,
             zone_size: "1m",
+            ..Options::default()
         },
     );
     let client = client();
@@ -811,6 +833,7 @@ async fn without_lock_concurrent_requests_make_several_calls() {
             lock: false,
             user_delay: Some(0.2),
             zone_size: "1m",
+            ..Options::default()
         },
     );
     let client = client();
@@ -850,6 +873,7 @@ async fn reload_keeps_cached_entries() {
             lock: true,
             user_delay: None,
             zone_size: "1m",
+            ..Options::default()
         },
     );
     let cookies: Vec<String> = (0..20).map(|i| format!("rl-{i}")).collect();
@@ -895,4 +919,256 @@ async fn reload_keeps_cached_entries() {
         "the reload made the cache call again"
     );
     nginx.assert_clean_error_log();
+}
+
+// ---------------------------------------------------------------------------------------
+// Dead workers
+
+/// The worker processes of `master` (from /proc).
+fn worker_pids(master: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                    let rest = &s[s.rfind(')')? + 1..];
+                    let mut f = rest.split_whitespace();
+                    let state = f.next()?;
+                    let ppid: u32 = f.next()?.parse().ok()?;
+                    Some(ppid == master && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+async fn kill9(pid: u32) {
+    let _ = tokio::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .await;
+}
+
+/// Waits until `/ping` answers (the master has replaced killed workers); panics with the
+/// error log's tail after `secs`.
+async fn wait_answering(nginx: &Nginx, secs: u64, what: &str) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("reqwest client");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(resp) = client.get(nginx.url("/ping")).send().await {
+            if resp.status().as_u16() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway does not answer {secs} s after {what}; error.log:\n{}",
+            tail(&nginx.error_log(), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Workers are SIGKILLed again and again (every 50 ms, for WORKER_KILL_SECONDS, 5 by
+/// default) under load with 20,000 credentials and a zone small enough to evict all the
+/// time, so that some die holding the zone's lock or halfway through changing it.
+/// Meanwhile no 200 may carry another credential's identity; afterwards every request is
+/// answered, correctly, within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_never_stop_the_gateway() {
+    use std::sync::atomic::AtomicBool;
+    let nginx = Nginx::start(
+        "worker-kill",
+        Options {
+            zone_size: "256k",
+            ..Options::default()
+        },
+    );
+    let master = nginx.master_pid.expect("master pid");
+    let seconds: u64 = std::env::var("WORKER_KILL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, wrong) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let url = nginx.url("/api/orders");
+    let load: Vec<_> = (0..48usize)
+        .map(|i| {
+            let (stop, answered, wrong, url) =
+                (stop.clone(), answered.clone(), wrong.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .expect("reqwest client");
+                let mut j = 0usize;
+                let mut wrong_example = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let cookie = format!("wk-{}", (i * 7919 + j * 104_729) % 20_000);
+                    j += 1;
+                    // A request on a worker that is killed fails; only a wrong 200 counts.
+                    if let Ok(reply) = get(&client, &url, &cookie).await {
+                        if reply.status == 200 && !reply.is_correct() {
+                            wrong.fetch_add(1, Ordering::Relaxed);
+                            wrong_example.get_or_insert(reply);
+                        } else if reply.is_correct() {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                wrong_example
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut kills = 0usize;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let workers = worker_pids(master);
+        if workers.is_empty() {
+            continue;
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as usize)
+            .unwrap_or(0);
+        kill9(workers[nanos % workers.len()]).await;
+        kills += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut examples = Vec::new();
+    for t in load {
+        if let Some(r) = t.await.expect("load task") {
+            examples.push(r);
+        }
+    }
+    let during = answered.load(Ordering::Relaxed);
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "200 replies with another credential's identity, e.g. {examples:?}"
+    );
+
+    wait_answering(&nginx, 10, &format!("{kills} worker kills")).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("reqwest client");
+    for k in 0..200 {
+        let cookie = format!("wk-after-{k}");
+        let reply = get(&client, &url, &cookie).await.unwrap_or_else(|e| {
+            panic!(
+                "not answered within 2 s after {kills} worker kills: {e}; error.log:\n{}",
+                tail(&nginx.error_log(), 30)
+            )
+        });
+        assert!(reply.is_correct(), "after the kills: {reply:?}");
+    }
+    let rebuilt = nginx.error_log().matches("emptied it").count();
+    eprintln!(
+        "worker kill: {kills} kills in {seconds} s, {during} correct answers meanwhile, \
+         zone rebuilt {rebuilt} times, 200 of 200 correct afterwards"
+    );
+}
+
+/// The single-flight mark of a worker that dies while asking the user service expires:
+/// the next request for that credential waits at most identity_cache_lock_timeout, then
+/// asks itself; its answer is cached as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_workers_single_flight_mark_expires() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::mpsc;
+
+    // The user service: holds the first call open forever, answers the others.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind user service");
+    let user_port = listener.local_addr().expect("local_addr").port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (first_tx, first_rx) = mpsc::channel::<()>();
+    {
+        let calls = calls.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+                let mut cookie = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("cookie:") {
+                        if let Some(s) = v.trim().strip_prefix("session=") {
+                            cookie = s.trim().to_string();
+                        }
+                    }
+                    line.clear();
+                }
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = first_tx.send(());
+                    held.push(stream);
+                    continue;
+                }
+                let body = format!("{{\"id\":\"{cookie}\"}}");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+
+    let nginx = Nginx::start(
+        "dead-mark",
+        Options {
+            lock_timeout: "2s",
+            external_user: Some(user_port),
+            ..Options::default()
+        },
+    );
+    let master = nginx.master_pid.expect("master pid");
+    let url = nginx.url("/api/orders");
+
+    // A worker takes the credential's single-flight mark and calls the user service...
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move { get(&client(), &url, "dead-1").await })
+    };
+    tokio::task::spawn_blocking(move || first_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the first request never reached the user service");
+    // ...and dies with it (both workers, so whichever it was).
+    for pid in worker_pids(master) {
+        kill9(pid).await;
+    }
+    let _ = first.await;
+    wait_answering(&nginx, 10, "killing both workers").await;
+
+    let client = client();
+    let second = tokio::time::timeout(Duration::from_secs(20), get(&client, &url, "dead-1"))
+        .await
+        .expect("the request behind a dead worker's mark is never answered")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(second.is_correct(), "{second:?}");
+    let third = get(&client, &url, "dead-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(third.is_correct(), "{third:?}");
+    assert_eq!(
+        third.identity, "HIT",
+        "the answer after the dead mark is cached"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "user-service calls");
 }
