@@ -15,10 +15,10 @@ use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_pool_cleanup_add, ngx_chain_t, ngx_create_temp_buf, ngx_event_t, ngx_http_complex_value,
+    ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_event_t, ngx_http_complex_value,
     ngx_http_core_run_phases, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_header,
-    ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
+    ngx_int_t, ngx_list_push, ngx_pool_cleanup_add, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
 };
 use ngx::{ngx_log_debug, ngx_log_error};
 
