@@ -156,6 +156,8 @@ backend saw
 
 
 === TEST 6: auth_request into a protected location: refused without an identity
+--- skip_eval
+3: system("$ENV{TEST_NGINX_BINARY} -V 2>&1 | grep -q http_auth_request_module") != 0
 --- config
     location = /guarded {
         auth_request /api/check;
