@@ -184,6 +184,26 @@ impl IdentityConf {
         self.headers.as_deref().unwrap_or(&[])
     }
 
+    /// The header names this level itself protects (`identity_strip`, `identity_header`),
+    /// before merging: what the server-wide strip collects from every level.
+    pub fn own_protected_names(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.strip
+            .iter()
+            .chain(self.identity_headers().iter().map(|h| &h.name))
+    }
+
+    /// Whether `other` asks the user service the same question: the same
+    /// `identity_request` URI, the same `identity_key` definition, the same cache zone and
+    /// the same sealed cookie. An answer obtained for one is valid for the other.
+    pub fn same_question(&self, other: &IdentityConf) -> bool {
+        let uri = |c: &IdentityConf| c.enabled().map(|u| u.as_bytes().to_vec());
+        let sealed = |c: &IdentityConf| c.sealed_cookie().map(|s| (s.name.clone(), s.max_age));
+        uri(self) == uri(other)
+            && self.key_source == other.key_source
+            && self.cache.unwrap_or(ptr::null_mut()) == other.cache.unwrap_or(ptr::null_mut())
+            && sealed(self) == sealed(other)
+    }
+
     /// Fills unset fields from the enclosing level, as nginx's own modules merge.
     pub fn merge(&mut self, cf: &mut ngx_conf_t, prev: &mut IdentityConf) -> Result<(), String> {
         if prev.key.is_null() {

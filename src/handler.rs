@@ -10,7 +10,7 @@
 //! changes: nginx calls this module's variable handlers (and header filters that read
 //! them) from inside the calls the handler makes, so no `&mut` may be live then.
 
-use core::cell::{Cell, OnceCell, Ref, RefCell, UnsafeCell};
+use core::cell::{Cell, OnceCell, Ref, RefCell, RefMut, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr;
 
@@ -18,7 +18,7 @@ use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_event_t, ngx_http_complex_value,
     ngx_http_core_run_phases, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_header,
-    ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
+    ngx_int_t, ngx_list_push, ngx_pool_cleanup_add, ngx_str_t, ngx_table_elt_t, NGX_LOG_ERR,
 };
 use ngx::{ngx_log_debug, ngx_log_error};
 
@@ -29,7 +29,7 @@ use crate::config::{IdentityConf, IdentityHeader, SealedCookie};
 use crate::decision::{Answer, IdentityStatus, Verdict};
 use crate::header::{check_header_value, cookie_value, header_names_match, strip_cookies};
 use crate::headers_in::{self, Edit, NoMemory};
-use crate::module::{allocate_in_pool, main_conf, module};
+use crate::module::{main_conf, module, srv_conf};
 use crate::sealed::{self, OpenError, Validity};
 use crate::subrequest;
 
@@ -38,6 +38,7 @@ const NGX_ERROR: ngx_int_t = -1;
 const NGX_AGAIN: ngx_int_t = -2;
 const NGX_DONE: ngx_int_t = -4;
 const NGX_DECLINED: ngx_int_t = -5;
+const HTTP_UNAUTHORIZED: ngx_int_t = 401;
 const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
 /// Where a request is in the exchange.
@@ -55,16 +56,40 @@ pub enum State {
     Finished(ngx_int_t),
 }
 
-/// Per-request state, kept in the main request's module context.
+/// What the last verdict was computed from, so a location reached by an internal
+/// redirect can apply its own policy to the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    NoCredential,
+    Answer,
+}
+
+/// Per-request state, kept in the main request's module context and, because nginx
+/// clears module contexts on an internal redirect, found again through the request
+/// pool's cleanup list (see `request_ctx`).
 pub struct RequestCtx {
     pub state: Cell<State>,
     /// `None` until decided.
     pub status: Cell<Option<IdentityStatus>>,
-    pub answer: RefCell<Answer>,
+    pub answer: AnswerCell,
     /// The identity subrequest, while one runs; its body filter fills `body`.
     pub subrequest: Cell<*mut ngx_http_request_t>,
-    pub body: RefCell<Vec<u8>>,
+    /// A `Cell`, taken and put back: no borrow flag that a re-entrant call could trip.
+    pub body: Cell<Vec<u8>>,
     pub body_overflow: Cell<bool>,
+    /// Whether the body filter saw the subrequest's last buffer: an answer that ends
+    /// without it (cut short, reset, timed out) is not an answer.
+    pub body_complete: Cell<bool>,
+    /// The location whose question the answer is for.
+    asked_by: Cell<*const IdentityConf>,
+    /// The location (and `uri_changes` count) of the last verdict, to tell a new
+    /// location after an internal redirect or `rewrite ... last` from a revisit.
+    concluded_at: Cell<(*const IdentityConf, u32)>,
+    basis: Cell<Basis>,
+    /// Whether the verdict let an identity through (identity headers set).
+    accepted: Cell<bool>,
+    /// The location whose `identity_header` lines are in the request, if any.
+    headers_from: Cell<*const IdentityConf>,
     pub max_size: Cell<usize>,
     /// Whether `$identity` and `$identity_claim_*` may read the answer's body.
     identity_visible: Cell<bool>,
@@ -127,10 +152,16 @@ impl RequestCtx {
         RequestCtx {
             state: Cell::new(State::Start),
             status: Cell::new(None),
-            answer: RefCell::new(Answer::default()),
+            answer: AnswerCell::default(),
             subrequest: Cell::new(ptr::null_mut()),
-            body: RefCell::new(Vec::new()),
+            body: Cell::new(Vec::new()),
             body_overflow: Cell::new(false),
+            body_complete: Cell::new(false),
+            asked_by: Cell::new(ptr::null()),
+            concluded_at: Cell::new((ptr::null(), 0)),
+            basis: Cell::new(Basis::Answer),
+            accepted: Cell::new(false),
+            headers_from: Cell::new(ptr::null()),
             max_size: Cell::new(0),
             identity_visible: Cell::new(false),
             claims: OnceCell::new(),
@@ -152,7 +183,7 @@ impl RequestCtx {
         if !self.identity_visible.get() {
             return None;
         }
-        let answer = self.answer.try_borrow().ok()?;
+        let answer = self.answer.try_borrow()?;
         Some((answer.body.as_ptr(), answer.body.len()))
     }
 
@@ -161,7 +192,7 @@ impl RequestCtx {
         if !self.identity_visible.get() {
             return Ok(None);
         }
-        let Ok(answer) = self.answer.try_borrow() else {
+        let Some(answer) = self.answer.try_borrow() else {
             return Ok(None);
         };
         match self.claims.get_or_init(|| Claims::parse(&answer.body)) {
@@ -178,8 +209,94 @@ impl RequestCtx {
         }
     }
 
-    fn answer(&self) -> Ref<'_, Answer> {
+    fn answer(&self) -> AnswerRef<'_> {
         self.answer.borrow()
+    }
+}
+
+/// The answer a request holds, behind a `RefCell` whose borrows cannot panic: nginx may
+/// call this module's variable handlers (and filters reading them) from inside calls
+/// the handler makes. A read that finds it being written sees `LOST`, an answer that
+/// failed; a write that finds it being read is dropped and marks the answer lost, so
+/// every later read sees `LOST` too and the request takes its error path.
+#[derive(Default)]
+pub struct AnswerCell {
+    cell: RefCell<Answer>,
+    lost: Cell<bool>,
+}
+
+static LOST: Answer = Answer {
+    status: 0,
+    failure: Some("the identity answer was overwritten while in use (re-entrant call)"),
+    body: Vec::new(),
+    content_type: Vec::new(),
+    relay_headers: Vec::new(),
+    cache_control: Vec::new(),
+};
+
+pub enum AnswerRef<'a> {
+    Held(Ref<'a, Answer>),
+    Lost,
+}
+
+impl core::ops::Deref for AnswerRef<'_> {
+    type Target = Answer;
+    fn deref(&self) -> &Answer {
+        match self {
+            AnswerRef::Held(r) => r,
+            AnswerRef::Lost => &LOST,
+        }
+    }
+}
+
+pub enum AnswerMut<'a> {
+    Held(RefMut<'a, Answer>),
+    /// The write goes here and is dropped.
+    Lost(Box<Answer>),
+}
+
+impl core::ops::Deref for AnswerMut<'_> {
+    type Target = Answer;
+    fn deref(&self) -> &Answer {
+        match self {
+            AnswerMut::Held(r) => r,
+            AnswerMut::Lost(a) => a,
+        }
+    }
+}
+
+impl core::ops::DerefMut for AnswerMut<'_> {
+    fn deref_mut(&mut self) -> &mut Answer {
+        match self {
+            AnswerMut::Held(r) => r,
+            AnswerMut::Lost(a) => a,
+        }
+    }
+}
+
+impl AnswerCell {
+    /// The answer, or `LOST`; never panics.
+    pub fn borrow(&self) -> AnswerRef<'_> {
+        match self.cell.try_borrow() {
+            Ok(r) if !self.lost.get() => AnswerRef::Held(r),
+            _ => AnswerRef::Lost,
+        }
+    }
+
+    /// The answer to write, or a scratch one whose write is dropped; never panics.
+    pub fn borrow_mut(&self) -> AnswerMut<'_> {
+        match self.cell.try_borrow_mut() {
+            Ok(r) => AnswerMut::Held(r),
+            Err(_) => {
+                self.lost.set(true);
+                AnswerMut::Lost(Box::default())
+            }
+        }
+    }
+
+    /// For variables: `None` while the answer is being written or once it is lost.
+    fn try_borrow(&self) -> Option<Ref<'_, Answer>> {
+        self.cell.try_borrow().ok().filter(|_| !self.lost.get())
     }
 }
 
@@ -204,12 +321,61 @@ enum HandlerError {
     Subrequest,
 }
 
-/// The main request's context, if this module made one.
+/// The main request's context, if this module made one. nginx clears module contexts
+/// on an internal redirect (and when a filter finalizes the request); the context is
+/// then found again in the request pool's cleanup list, as ngx_http_realip_module does,
+/// and put back in its slot.
 pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
+    let main = r.main;
     // SAFETY: r->main is the live main request; its ctx array has a slot per module.
-    let p = unsafe { *(*r.main).ctx.add(module().ctx_index) } as *const RequestCtx;
+    let slot = unsafe { (*main).ctx.add(module().ctx_index) };
+    // SAFETY: as above.
+    let mut p = unsafe { *slot } as *const RequestCtx;
+    // SAFETY: main is live; reading its flags.
+    let redirected = unsafe { (*main).internal() != 0 || (*main).filter_finalize() != 0 };
+    if p.is_null() && redirected {
+        // SAFETY: the pool's cleanup list is a valid singly linked list; the newest
+        // entry comes first, so the newest context of this request is found.
+        unsafe {
+            let mut cln = (*(*main).pool).cleanup;
+            while let Some(c) = cln.as_ref() {
+                let ours = drop_request_ctx as unsafe extern "C" fn(*mut c_void);
+                if c.handler.map(|h| h as *const ()) == Some(ours as *const ()) {
+                    p = c.data as *const RequestCtx;
+                    *slot = c.data;
+                    break;
+                }
+                cln = c.next;
+            }
+        }
+    }
     // SAFETY: this module only ever stores a RequestCtx there, and only shares it.
     unsafe { p.as_ref() }
+}
+
+/// Makes a new context for the main request `r`, dropped with its pool.
+fn new_request_ctx<'a>(r: &mut ngx_http_request_t) -> Result<&'a RequestCtx, NoMemory> {
+    // SAFETY: r's pool is live; the cleanup entry owns room for one RequestCtx (nginx
+    // aligns it to the pointer size, which covers RequestCtx's fields).
+    let cln = unsafe { ngx_pool_cleanup_add(r.pool, size_of::<RequestCtx>()) };
+    // SAFETY: a non-null result is a fresh cleanup entry.
+    let Some(cln) = (unsafe { cln.as_mut() }) else {
+        return Err(NoMemory);
+    };
+    let p = cln.data as *mut RequestCtx;
+    // SAFETY: p is room for one RequestCtx; the handler drops it once, with the pool.
+    unsafe { ptr::write(p, RequestCtx::new()) };
+    cln.handler = Some(drop_request_ctx);
+    // SAFETY: r->ctx has a slot per module.
+    unsafe { *r.ctx.add(module().ctx_index) = p as *mut c_void };
+    // SAFETY: initialised above, lives as long as the request; only ever shared.
+    Ok(unsafe { &*p })
+}
+
+/// The cleanup handler of a request context; also how `request_ctx` recognises it.
+unsafe extern "C" fn drop_request_ctx(data: *mut c_void) {
+    // SAFETY: data is the RequestCtx written by new_request_ctx; run once.
+    unsafe { ptr::drop_in_place(data as *mut RequestCtx) };
 }
 
 /// This module's configuration for the location `r` is in.
@@ -234,9 +400,83 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
+            // The error page's location must not get the session cookie either.
+            let _ = strip_session_cookie(r, conf);
             HTTP_INTERNAL_SERVER_ERROR
         }
     }
+}
+
+/// Post-read phase, main requests only, before any location is chosen: removes every
+/// header name the module protects anywhere in this server. Subrequests share the main
+/// request's header list, so none of them, and no redirect or sibling location, ever
+/// sees a client's copy.
+pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a live request.
+    let r = unsafe { &mut *r };
+    let names = &srv_conf(r).protected;
+    if !ptr::eq(r, r.main) || names.is_empty() {
+        return NGX_DECLINED;
+    }
+    match strip_names(r, |name| names.iter().any(|n| header_names_match(n, name))) {
+        Ok(()) => NGX_DECLINED,
+        Err(e) => {
+            ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
+            HTTP_INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// Precontent phase, which subrequests run (they skip the access phase): a subrequest
+/// into a location where the module is active gets no exchange of its own. It is served
+/// only when the main request's identity was accepted for the same question, and then
+/// carries the main request's identity headers; anything else is refused.
+pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a live request.
+    let r = unsafe { &*r };
+    if ptr::eq(r, r.main) {
+        return NGX_DECLINED;
+    }
+    let conf = location_conf(r);
+    if !conf.active() || subrequest_may_pass(r, conf) {
+        return NGX_DECLINED;
+    }
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        r.connection_log(),
+        "identity: subrequest to a protected location refused: the main request has no identity accepted for the same identity_request"
+    );
+    HTTP_UNAUTHORIZED
+}
+
+fn subrequest_may_pass(r: &ngx_http_request_t, conf: &IdentityConf) -> bool {
+    let Some(ctx) = request_ctx(r) else {
+        return false;
+    };
+    if ptr::eq(ctx.subrequest.get(), r) {
+        // The module's own identity subrequest.
+        return true;
+    }
+    // SAFETY: asked_by is null or a location conf, which outlives every request.
+    let asked_by = unsafe { ctx.asked_by.get().as_ref() };
+    matches!(ctx.state.get(), State::Finished(_))
+        && ctx.accepted.get()
+        && asked_by.is_some_and(|q| q.same_question(conf))
+}
+
+/// Removes from the request's headers every header whose name `protected` matches.
+fn strip_names(
+    r: &mut ngx_http_request_t,
+    protected: impl Fn(&[u8]) -> bool,
+) -> Result<(), NoMemory> {
+    headers_in::rewrite_request_headers(r, |name, _| {
+        if protected(name) {
+            Edit::Drop
+        } else {
+            Edit::Keep
+        }
+    })?;
+    Ok(())
 }
 
 trait ConnectionLog {
@@ -252,7 +492,10 @@ impl ConnectionLog for ngx_http_request_t {
 
 fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerError> {
     if let Some(ctx) = request_ctx(r) {
+        let here = (conf as *const IdentityConf, r.uri_changes());
         return match ctx.state.get() {
+            // Another location, after an internal redirect or a `rewrite ... last`.
+            State::Finished(_) if ctx.concluded_at.get() != here => revisit(r, conf, ctx),
             State::Start | State::Waiting => Ok(Next::Phase(NGX_AGAIN)),
             State::Finished(rc) => Ok(Next::Phase(rc)),
             // A wake-up that is not the timer's (the request's own write event).
@@ -265,27 +508,67 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
         };
     }
 
-    // First visit. Spoofed identity headers go before anything else, on every path.
+    // First visit. Spoofed identity headers go before anything else, on every path
+    // (post-read removed them server-wide already; this is defence in depth).
     if !conf.spoofable.is_empty() {
-        headers_in::rewrite_request_headers(r, |name, _| {
-            if conf.spoofable.iter().any(|s| header_names_match(s, name)) {
-                Edit::Drop
-            } else {
-                Edit::Keep
-            }
+        strip_names(r, |name| {
+            conf.spoofable.iter().any(|s| header_names_match(s, name))
         })?;
     }
     if !conf.active() {
         return Ok(Next::Phase(NGX_DECLINED));
     }
+    exchange(r, conf)
+}
 
-    let p = allocate_in_pool(r.pool, RequestCtx::new()) as *const RequestCtx;
-    // SAFETY: a non-null result is an initialised RequestCtx living as long as the request.
-    let Some(ctx) = (unsafe { p.as_ref() }) else {
-        return Err(NoMemory.into());
+/// A location reached after this request's verdict was given in another: client copies
+/// of protected names went in post-read, so the protected names still present are the
+/// module's own headers for the previous location.
+fn revisit(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+) -> Result<Next, HandlerError> {
+    let protected = |name: &[u8]| conf.spoofable.iter().any(|s| header_names_match(s, name));
+    if !conf.active() {
+        // As on a first visit: this location's names go, the rest stays.
+        strip_names(r, protected)?;
+        ctx.concluded_at.set((conf, r.uri_changes()));
+        return Ok(Next::Phase(NGX_DECLINED));
+    }
+    // SAFETY: null or a location conf, which outlives every request.
+    let previous = unsafe { ctx.headers_from.get().as_ref() };
+    strip_names(r, |name| {
+        protected(name)
+            || previous.is_some_and(|p| {
+                p.identity_headers()
+                    .iter()
+                    .any(|h| header_names_match(&h.name, name))
+            })
+    })?;
+    ctx.headers_from.set(ptr::null());
+    ctx.accepted.set(false);
+    // SAFETY: as above.
+    let asked_by = unsafe { ctx.asked_by.get().as_ref() };
+    if !asked_by.is_some_and(|q| q.same_question(conf)) {
+        // A different question gets its own exchange, with what the request carries now.
+        return exchange(r, conf);
+    }
+    // The same question: the answer in hand, under this location's policy and headers.
+    let verdict = match ctx.basis.get() {
+        Basis::NoCredential => conf.policy().no_credential(),
+        Basis::Answer => {
+            let a = ctx.answer();
+            conf.policy().answer(a.status, a.failure.is_some())
+        }
     };
-    // SAFETY: r->ctx has a slot per module.
-    unsafe { *r.ctx.add(module().ctx_index) = p as *mut c_void };
+    conclude(r, conf, ctx, verdict)
+}
+
+/// Starts this request's exchange for `conf`'s question, with a context of its own.
+fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerError> {
+    let ctx = new_request_ctx(r)?;
+    ctx.asked_by.set(conf);
 
     // A credential cookie sent more than once (cookie tossing) is ambiguous: the key reads
     // one copy, the user service may authenticate another. Refused with 400, no call made.
@@ -325,6 +608,7 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
                     "identity: sealed cookie not used: {reason}"
                 );
                 if conf.enabled().is_none() {
+                    ctx.basis.set(Basis::NoCredential);
                     return conclude(r, conf, ctx, conf.policy().no_credential());
                 }
             }
@@ -337,6 +621,7 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
         return Err(HandlerError::Key);
     }
     if key.len == 0 {
+        ctx.basis.set(Basis::NoCredential);
         return conclude(r, conf, ctx, conf.policy().no_credential());
     }
 
@@ -591,6 +876,7 @@ fn conclude(
     verdict: Verdict,
 ) -> Result<Next, HandlerError> {
     let next = apply(r, conf, ctx, verdict)?;
+    ctx.concluded_at.set((conf, r.uri_changes()));
     ctx.state.set(State::Finished(match next {
         Next::Phase(rc) => rc,
         Next::Finalize(_) => NGX_DONE,
@@ -605,12 +891,17 @@ fn apply(
     ctx: &RequestCtx,
     verdict: Verdict,
 ) -> Result<Next, HandlerError> {
+    // On every verdict: a location reached later through error_page must not get the
+    // session cookie either.
+    strip_session_cookie(r, conf)?;
     match verdict {
         Verdict::Allow => match identity_headers(r, conf, ctx) {
             Ok(headers) => {
                 for (h, value) in headers {
                     headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
                 }
+                ctx.headers_from.set(conf);
+                ctx.accepted.set(true);
                 let outcome = if ctx.sealed.get() {
                     IdentityStatus::Sealed
                 } else {
@@ -619,7 +910,6 @@ fn apply(
                         .map_or(IdentityStatus::Ok, |c| c.outcome.get())
                 };
                 ctx.status.set(Some(outcome));
-                strip_session_cookie(r, conf)?;
                 Ok(Next::Phase(NGX_OK))
             }
             Err(reason) => {
@@ -630,7 +920,6 @@ fn apply(
         },
         Verdict::PassWithout(status) => {
             ctx.status.set(Some(status));
-            strip_session_cookie(r, conf)?;
             Ok(Next::Phase(NGX_OK))
         }
         Verdict::Respond(code, status) => {

@@ -7,7 +7,8 @@ use core::ptr;
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_core_srv_conf_t, ngx_http_handler_pt,
-    ngx_http_location_queue_t, ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t,
+    ngx_http_location_queue_t, ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+    ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_int_t,
     ngx_module_t, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
     NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
@@ -16,6 +17,7 @@ use ngx::ffi::{
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::config::{self, IdentityConf, RequestUri};
+use crate::header::header_names_match;
 use crate::{handler, subrequest, variables};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -147,6 +149,21 @@ pub struct MainConf {
     pub keyring: Option<crate::sealed::KeyRing>,
 }
 
+/// Server-level state: every header name the module protects anywhere in the server
+/// (http level, server level and each of its locations), removed from the main request
+/// in the post-read phase so no location, redirect or subrequest of the server sees a
+/// client's copy.
+#[derive(Default)]
+pub struct SrvConf {
+    pub protected: Vec<Vec<u8>>,
+}
+
+/// This module's configuration for the server `r` is in.
+pub fn srv_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a SrvConf {
+    // SAFETY: every request has its server's srv_conf array with this module's slot.
+    unsafe { &*(*r.srv_conf.add(module().ctx_index) as *const SrvConf) }
+}
+
 /// This module's http-level configuration, for a request.
 pub fn main_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a MainConf {
     // SAFETY: every request has its http block's main conf array with this module's slot.
@@ -168,7 +185,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     postconfiguration: Some(postconfiguration),
     create_main_conf: Some(create_main_conf),
     init_main_conf: Some(init_main_conf),
-    create_srv_conf: None,
+    create_srv_conf: Some(create_srv_conf),
     merge_srv_conf: None,
     create_loc_conf: Some(create_loc_conf),
     merge_loc_conf: Some(merge_loc_conf),
@@ -220,6 +237,11 @@ extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     allocate_in_pool(unsafe { (*cf).pool }, MainConf::default())
 }
 
+extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: nginx passes the live configuration.
+    allocate_in_pool(unsafe { (*cf).pool }, SrvConf::default())
+}
+
 extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: nginx passes the live configuration.
     allocate_in_pool(unsafe { (*cf).pool }, IdentityConf::default())
@@ -262,14 +284,32 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         &mut *(*(*ctx).main_conf.add(ngx_http_core_module.ctx_index)
             as *mut ngx_http_core_main_conf_t)
     };
-    let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers;
-    // SAFETY: the access phase's handler array is a live ngx_array_t of handler pointers.
-    let slot = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
-    if slot.is_null() {
-        return -1;
+    let handlers: [(u32, ngx_http_handler_pt); 3] = [
+        // Post-read runs once, for the main request only, before any location is chosen.
+        (
+            ngx_http_phases_NGX_HTTP_POST_READ_PHASE,
+            Some(handler::post_read_handler),
+        ),
+        (
+            ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+            Some(handler::access_handler),
+        ),
+        // Subrequests skip the access phase but run precontent.
+        (
+            ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+            Some(handler::precontent_handler),
+        ),
+    ];
+    for (phase, h) in handlers {
+        let phase = &mut cmcf.phases[phase as usize].handlers;
+        // SAFETY: a phase's handler array is a live ngx_array_t of handler pointers.
+        let slot = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
+        if slot.is_null() {
+            return -1;
+        }
+        // SAFETY: slot is a fresh element of that array.
+        unsafe { *slot = h };
     }
-    // SAFETY: slot is a fresh element of that array.
-    unsafe { *slot = Some(handler::access_handler) };
     subrequest::install_body_filter();
     0
 }
@@ -280,6 +320,8 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 extern "C" fn init_main_conf(cf: *mut ngx_conf_t, _conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes the live configuration of the http block.
     let cf_ref = unsafe { &mut *cf };
+    // SAFETY: as above.
+    unsafe { collect_protected_names(cf_ref) };
     match check_request_locations(cf_ref) {
         Ok(()) => ngx::core::NGX_CONF_OK,
         Err(reason) => {
@@ -353,6 +395,55 @@ unsafe fn collect_needs(
         }
         // SAFETY: per the caller.
         unsafe { collect_needs(child, effective, all, needs) };
+    }
+}
+
+/// # Safety
+/// As for `children`.
+unsafe fn collect_names(clcf: &ngx_http_core_loc_conf_t, names: &mut Vec<Vec<u8>>) {
+    // SAFETY: per the caller.
+    for child in unsafe { children(clcf) } {
+        // SAFETY: child is a parsed location.
+        add_names(unsafe { identity_conf(child.loc_conf) }, names);
+        // SAFETY: per the caller.
+        unsafe { collect_names(child, names) };
+    }
+}
+
+fn add_names(conf: &IdentityConf, names: &mut Vec<Vec<u8>>) {
+    for name in conf.own_protected_names() {
+        if !names.iter().any(|n| header_names_match(n, name)) {
+            names.push(name.clone());
+        }
+    }
+}
+
+/// Fills each server's `SrvConf::protected` with the names the module protects at the
+/// http level, the server level and in any location of the server.
+///
+/// # Safety
+/// `cf` is the http block's configuration during `init_main_conf` (parsed, not merged).
+unsafe fn collect_protected_names(cf: &mut ngx_conf_t) {
+    // SAFETY: per the caller.
+    let http_ctx = unsafe { &*(cf.ctx as *const ngx_http_conf_ctx_t) };
+    // SAFETY: the core main conf and its servers array are complete after parsing.
+    let servers: &[*mut ngx_http_core_srv_conf_t] = unsafe {
+        let cmcf = &*(*http_ctx.main_conf.add(ngx_http_core_module.ctx_index)
+            as *const ngx_http_core_main_conf_t);
+        cmcf.servers.as_slice()
+    };
+    for &cscf in servers {
+        let mut names = Vec::new();
+        // SAFETY: the http level's loc_conf array is complete.
+        add_names(unsafe { identity_conf(http_ctx.loc_conf) }, &mut names);
+        // SAFETY: each server conf has a ctx with its own srv_conf and loc_conf arrays,
+        // with this module's slots created by create_srv_conf and create_loc_conf.
+        unsafe {
+            let ctx = &*(*cscf).ctx;
+            add_names(identity_conf(ctx.loc_conf), &mut names);
+            collect_names(core_conf(ctx.loc_conf), &mut names);
+            (*(*ctx.srv_conf.add(module().ctx_index) as *mut SrvConf)).protected = names;
+        }
     }
 }
 

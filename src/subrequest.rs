@@ -96,10 +96,19 @@ unsafe extern "C" fn subrequest_done(
     };
     // If nginx calls this again after an error page, the filter has collected that page
     // afresh and this takes it.
-    let body = core::mem::take(&mut *ctx.body.borrow_mut());
+    let body = ctx.body.take();
+    let complete = ctx.body_complete.replace(false) || finished_by_nginx(sr, rc);
     let mut answer = read_answer(sr, rc, body, ctx.body_overflow.get());
+    if answer.failure.is_none() && !complete {
+        // nginx finalizes a subrequest whose upstream closed early, reset or timed out
+        // after the headers with rc 0 (the result of its final flush), without the
+        // last buffer: only that buffer says the body is whole.
+        answer.failure = Some(INCOMPLETE);
+    }
     if answer.failure.is_none() {
-        answer.failure = earlier_failure;
+        // An incomplete first pass followed by a complete one (an error page nginx
+        // built, or a 201/204 nginx finishes itself) is judged by the complete one.
+        answer.failure = earlier_failure.filter(|&f| f != INCOMPLETE);
     }
     ngx_log_debug!(
         // SAFETY: sr is live; its connection has a log.
@@ -117,6 +126,16 @@ unsafe extern "C" fn subrequest_done(
         return NGX_OK;
     }
     rc
+}
+
+const INCOMPLETE: &str =
+    "the user service's answer ended before its last byte (closed, reset or timed out)";
+
+/// Whether nginx, not the upstream's body, ends this subrequest: a status nginx answers
+/// itself (`rc` a special response, 201 or 204: its page follows with its own last
+/// buffer and a later call) or a header-only response, which has no body to cut short.
+fn finished_by_nginx(sr: &ngx_http_request_t, rc: ngx_int_t) -> bool {
+    rc >= SPECIAL_RESPONSE || rc == 201 || rc == 204 || sr.header_only() != 0
 }
 
 fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: bool) -> Answer {
@@ -203,11 +222,15 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 /// # Safety
 /// `chain` is null or a valid chain of buffers owned by nginx.
 unsafe fn collect(ctx: &RequestCtx, mut chain: *mut ngx_chain_t) {
-    let mut body = ctx.body.borrow_mut();
+    // Taken out and put back: no borrow flag to trip, whatever runs meanwhile.
+    let mut body = ctx.body.take();
     // SAFETY: per the caller.
     while let Some(link) = unsafe { chain.as_ref() } {
         // SAFETY: a chain link's buf is valid.
         if let Some(b) = unsafe { link.buf.as_mut() } {
+            if b.last_buf() != 0 || b.last_in_chain() != 0 {
+                ctx.body_complete.set(true);
+            }
             if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
                 // Spilled to a temp file: only happens far past any sane identity size.
                 ctx.body_overflow.set(true);
@@ -230,4 +253,5 @@ unsafe fn collect(ctx: &RequestCtx, mut chain: *mut ngx_chain_t) {
         }
         chain = link.next;
     }
+    ctx.body.set(body);
 }

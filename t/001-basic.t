@@ -1,5 +1,7 @@
 # The core exchange: a session cookie becomes identity headers; refusals are relayed.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 
 no_shuffle();
 run_tests();

@@ -209,3 +209,44 @@ proxy_set_header X-Raw $identity;
 return 200 "id=[$http_x_id] raw=[$http_x_raw]\n";
 --- response_body
 id=[] raw=[]
+
+
+
+=== TEST 16: re-entry on purpose: identity headers, add_header and the access log read the variables while the module works
+--- http_config
+    log_format identity_seen escape=none 'logged id=$identity_claim_id user=$identity status=$identity_status';
+--- user_service
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-Id $identity_claim_id;
+identity_header X-User $identity;
+identity_header X-Both "$identity_claim_id $identity $identity_status";
+add_header X-Seen "$identity_claim_id $identity_status" always;
+access_log logs/error.log identity_seen;
+--- backend
+return 200 "[$http_x_id] [$http_x_user] [$http_x_both]\n";
+--- response_body
+[alice] [{"id":"alice"}] [alice {"id":"alice"}]
+--- response_headers
+X-Seen: alice OK
+--- error_log
+logged id=alice user={"id":"alice"} status=OK
+
+
+
+=== TEST 17: re-entry on purpose while a refusal is relayed: the header filter and the log read the variables
+--- http_config
+    log_format identity_seen escape=none 'logged status=$identity_status user=[$identity]';
+--- user_service
+return 401 "go away\n";
+--- api
+identity_header X-User $identity;
+add_header X-Seen "[$identity_claim_id] $identity_status" always;
+access_log logs/error.log identity_seen;
+--- error_code: 401
+--- response_body
+go away
+--- response_headers
+X-Seen: [] DENIED
+--- error_log eval
+qr/logged status=DENIED user=\[-?\]/

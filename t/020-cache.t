@@ -2,6 +2,8 @@
 # X-Mode header while the cache key is the session cookie, so a cached answer shows up
 # as the old answer coming back after the user service changed its mind.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 
 our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;

@@ -2,6 +2,8 @@
 # The cookies come from t/sealed-vectors.json (made with Python's cryptography package)
 # and from the same Python sealer for the bad cases.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 use File::Temp qw(tempdir);
 
 my $dir = tempdir(CLEANUP => 1);

@@ -32,6 +32,30 @@ use Test::Nginx::Socket ();
 
 our @EXPORT = qw(identity_blocks header_lines);
 
+# The module strips every header name it protects anywhere in a server{} from every
+# request of that server (t/041-subrequests.t), so a business service that must see
+# the identity headers cannot be a location of the gateway's own server. Every file
+# that uses this module gets this preprocessor, run after the file's own: a block's
+# "location /backend { ... }" moves to a server of its own on $TEST_NGINX_RAND_PORT_8,
+# and "$server_port/backend" points there.
+Test::Nginx::Socket::add_block_preprocessor(sub {
+    my $block = shift;
+    my $config = $block->config;
+    return unless defined $config;
+    my $brace = qr/(\{(?:[^{}]++|(?-1))*\})/;
+    my @backends;
+    $config =~ s{^[ \t]*location /backend\s*$brace[ \t]*\n?}{push @backends, "location /backend $1"; ""}mge;
+    return unless @backends;
+    # An empty variable keeps proxy_pass's URI as written (no prefix replacement), as
+    # $server_port did.
+    $config =~ s{(127\.0\.0\.1:)\$server_port/backend}{$1\$TEST_NGINX_RAND_PORT_8/backend\$identity_test_empty}g;
+    $block->set_value("config", $config);
+    $block->set_value("http_config", ($block->http_config // "")
+        . "    map \$uri \$identity_test_empty { default \"\"; }\n"
+        . "    server {\n        listen 127.0.0.1:\$TEST_NGINX_RAND_PORT_8;\n        identity_request off;\n        "
+        . join("\n        ", @backends) . "\n    }\n");
+});
+
 my $UserService = <<'_EOC_';
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
