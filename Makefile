@@ -107,9 +107,13 @@ check-valgrind: module
 soak: module
 	@bash scripts/soak
 
-# The worker-kill phase of the soak alone, for 10 s with a kill every 0.05 s: CI's short form.
+# CI's short form of the worker-kill checks: the soak's phase alone for 10 s with a kill
+# every 0.05 s, then the Rust test that kills workers every 50 ms under load for 20 s
+# (it made the old spinlock hang every time).
 check-worker-kill: module
 	@SOAK_PHASES=kill KILL_SECONDS=$${KILL_SECONDS:-10} KILL_INTERVAL=$${KILL_INTERVAL:-0.05} bash scripts/soak
+	NGINX_BINARY=$(NGINX_BIN) IDENTITY_MODULE=$(MODULE) ECHO_MODULE=$(ECHO_MODULE) WORKER_KILL_SECONDS=20 \
+	$(CARGO) test --release --locked $(CARGO_FEATURES) --test cache_concurrency killed_workers -- --nocapture
 
 # Every cargo-fuzz target briefly (FUZZ_SECONDS=600 for the long runs).
 fuzz:
