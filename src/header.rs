@@ -197,10 +197,19 @@ fn starts_with_cookie(segment: &[u8], name: &[u8]) -> bool {
 /// Whether one piece between separators is a `name=value` cookie whose name folds to
 /// `folded` (a `fold_cookie_name` result).
 fn piece_is_cookie(piece: &[u8], folded: &[u8]) -> bool {
-    match piece.iter().position(|&b| b == b'=') {
-        Some(eq) => fold_cookie_name(&piece[..eq]) == folded,
-        None => false,
+    let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let raw = trim_ows(&piece[..eq]);
+    if raw.contains(&b'%') || raw.contains(&b'+') {
+        return fold_cookie_name(raw) == folded;
     }
+    // Nothing to decode: compare in place, with no allocation per cookie.
+    raw.len() == folded.len()
+        && raw
+            .iter()
+            .zip(folded)
+            .all(|(&a, &b)| fold_name_char(a) == b)
 }
 
 /// A cookie name as the most lenient common reader sees it: surrounding spaces and tabs
@@ -224,11 +233,15 @@ fn fold_cookie_name(name: &[u8]) -> Vec<u8> {
     }
     trim_ows(&decoded)
         .iter()
-        .map(|b| match b.to_ascii_lowercase() {
-            b'.' | b' ' => b'_',
-            c => c,
-        })
+        .map(|&b| fold_name_char(b))
         .collect()
+}
+
+fn fold_name_char(b: u8) -> u8 {
+    match b.to_ascii_lowercase() {
+        b'.' | b' ' => b'_',
+        c => c,
+    }
 }
 
 fn hex_value(b: u8) -> u8 {
