@@ -67,7 +67,8 @@ pub fn check_header_value(value: &[u8]) -> Result<(), UnsafeValue> {
 }
 
 /// Client headers that never reach the user service: they describe the client's own
-/// body or connection, and the identity subrequest is a GET without a body.
+/// body or connection, and the identity subrequest is a GET without a body. Look-alike
+/// names (`Transfer.Encoding`, `Content_Length`) are withheld too.
 pub fn is_withheld_from_subrequest(name: &[u8]) -> bool {
     const WITHHELD: [&[u8]; 6] = [
         b"content-length",
@@ -77,7 +78,7 @@ pub fn is_withheld_from_subrequest(name: &[u8]) -> bool {
         b"keep-alive",
         b"expect",
     ];
-    WITHHELD.iter().any(|w| name.eq_ignore_ascii_case(w))
+    WITHHELD.iter().any(|w| header_names_match(name, w))
 }
 
 // Cookie lines. nginx (1.22 and 1.28 alike: `ngx_http_parse_multi_header_lines`) finds
@@ -346,6 +347,9 @@ mod tests {
             "transfer-encoding",
             "UPGRADE",
             "Connection",
+            "Transfer.Encoding",
+            "content_length",
+            "Keep.Alive",
         ] {
             assert!(is_withheld_from_subrequest(h.as_bytes()), "{h}");
         }
