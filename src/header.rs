@@ -67,7 +67,8 @@ pub fn check_header_value(value: &[u8]) -> Result<(), UnsafeValue> {
 }
 
 /// Client headers that never reach the user service: they describe the client's own
-/// body or connection, and the identity subrequest is a GET without a body.
+/// body or connection, and the identity subrequest is a GET without a body. Look-alike
+/// names (`Transfer.Encoding`, `Content_Length`) are withheld too.
 pub fn is_withheld_from_subrequest(name: &[u8]) -> bool {
     const WITHHELD: [&[u8]; 6] = [
         b"content-length",
@@ -77,7 +78,7 @@ pub fn is_withheld_from_subrequest(name: &[u8]) -> bool {
         b"keep-alive",
         b"expect",
     ];
-    WITHHELD.iter().any(|w| name.eq_ignore_ascii_case(w))
+    WITHHELD.iter().any(|w| header_names_match(name, w))
 }
 
 // Cookie lines. nginx (1.22 and 1.28 alike: `ngx_http_parse_multi_header_lines`) finds
@@ -197,10 +198,19 @@ fn starts_with_cookie(segment: &[u8], name: &[u8]) -> bool {
 /// Whether one piece between separators is a `name=value` cookie whose name folds to
 /// `folded` (a `fold_cookie_name` result).
 fn piece_is_cookie(piece: &[u8], folded: &[u8]) -> bool {
-    match piece.iter().position(|&b| b == b'=') {
-        Some(eq) => fold_cookie_name(&piece[..eq]) == folded,
-        None => false,
+    let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let raw = trim_ows(&piece[..eq]);
+    if raw.contains(&b'%') || raw.contains(&b'+') {
+        return fold_cookie_name(raw) == folded;
     }
+    // Nothing to decode: compare in place, with no allocation per cookie.
+    raw.len() == folded.len()
+        && raw
+            .iter()
+            .zip(folded)
+            .all(|(&a, &b)| fold_name_char(a) == b)
 }
 
 /// A cookie name as the most lenient common reader sees it: surrounding spaces and tabs
@@ -224,11 +234,15 @@ fn fold_cookie_name(name: &[u8]) -> Vec<u8> {
     }
     trim_ows(&decoded)
         .iter()
-        .map(|b| match b.to_ascii_lowercase() {
-            b'.' | b' ' => b'_',
-            c => c,
-        })
+        .map(|&b| fold_name_char(b))
         .collect()
+}
+
+fn fold_name_char(b: u8) -> u8 {
+    match b.to_ascii_lowercase() {
+        b'.' | b' ' => b'_',
+        c => c,
+    }
 }
 
 fn hex_value(b: u8) -> u8 {
@@ -333,6 +347,9 @@ mod tests {
             "transfer-encoding",
             "UPGRADE",
             "Connection",
+            "Transfer.Encoding",
+            "content_length",
+            "Keep.Alive",
         ] {
             assert!(is_withheld_from_subrequest(h.as_bytes()), "{h}");
         }

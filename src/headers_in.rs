@@ -351,7 +351,29 @@ pub fn add_request_header(
         (*elt).value = value;
         (*elt).lowcase_key = lowcase_name.as_ptr() as *mut u8;
     }
+    if is_indexed(name) {
+        // e.g. `identity_header Authorization ...`: nginx's own readers see it too.
+        relink_shortcuts(r)?;
+    }
     Ok(())
+}
+
+/// Whether nginx keeps a shortcut in `headers_in` for headers called `name`.
+fn is_indexed(name: &[u8]) -> bool {
+    let mut entry =
+        ptr::addr_of!(ngx::ffi::ngx_http_headers_in) as *const ngx::ffi::ngx_http_header_t;
+    loop {
+        // SAFETY: entry is within nginx's table, which ends with an empty name.
+        let h = unsafe { &*entry };
+        if h.name.len == 0 {
+            return false;
+        }
+        if h.name.as_bytes().eq_ignore_ascii_case(name) {
+            return true;
+        }
+        // SAFETY: this entry was not the end marker, so the next one exists.
+        entry = unsafe { entry.add(1) };
+    }
 }
 
 /// The subrequest's own copy of the client's headers, without those that `withhold`

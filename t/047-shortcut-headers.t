@@ -132,3 +132,18 @@ If-None-Match: *
 --- error_code: 200
 --- response_body
 fresh
+
+
+=== TEST 7: an identity header nginx indexes is what nginx's own readers see
+--- user_service
+return 200 '{"id":"alice","ip":"10.0.0.1"}';
+--- api
+identity_header X-Forwarded-For $identity_claim_ip;
+identity_header Authorization "Basic YWxpY2U6eA==";
+proxy_set_header X-Seen "$TEST_NGINX_SEEN";
+--- backend
+return 200 "X-Seen: $http_x_seen\nX-Forwarded-For: $http_x_forwarded_for\nAuthorization: $http_authorization\n";
+--- response_body
+X-Seen: xff=[10.0.0.1] ua=[Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1) forged] auth=[Basic YWxpY2U6eA==] xrip=[6.6.6.6] ref=[http://forged.example/] via=[1.1 forged] user=[alice]
+X-Forwarded-For: 10.0.0.1
+Authorization: Basic YWxpY2U6eA==

@@ -90,3 +90,23 @@ X.User: mallory
 return 200 "$http_x_user\n";
 --- response_body
 clean
+
+
+
+=== TEST 5: look-alikes of the body and connection headers are withheld from the user service too
+--- user_service
+if ($echo_client_request_headers ~* "(transfer|content|keep)[._]") { return 200 '{"id":"the user service saw a look-alike"}'; }
+return 200 '{"id":"clean"}';
+--- api
+identity_header X-User $identity_claim_id;
+--- extra_config
+    ignore_invalid_headers off;
+--- more_headers
+Cookie: session=s1
+Transfer.Encoding: chunked
+Content_Length: 99
+Keep.Alive: 300
+--- backend
+return 200 "$http_x_user\n";
+--- response_body
+clean
