@@ -232,6 +232,8 @@ static LOST: Answer = Answer {
     content_type: Vec::new(),
     relay_headers: Vec::new(),
     cache_control: Vec::new(),
+    vary: Vec::new(),
+    vary_digest: Vec::new(),
 };
 
 pub enum AnswerRef<'a> {
@@ -795,14 +797,11 @@ fn finish(
                     Vary::Headers(names) => vary_digest(r, cache.zone(), &names),
                     Vary::Uncacheable => None,
                 };
-                let keep = digest
-                    .and_then(|d| {
-                        ctx.answer
-                            .try_borrow_mut()
-                            .ok()
-                            .map(|mut a| a.vary_digest = d)
-                    })
-                    .is_some();
+                let keep = digest.is_some_and(|d| {
+                    let mut answer = ctx.answer.borrow_mut();
+                    answer.vary_digest = d;
+                    matches!(answer, AnswerMut::Held(_))
+                });
                 let answer = ctx.answer();
                 match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
                     .filter(|_| keep)
