@@ -4,6 +4,8 @@
 # or not it may be cached, and the old identity must never be served again. The client
 # picks the mock user service's answer with X-Mode; the cache key is the session cookie.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 
 our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;

@@ -4,6 +4,8 @@
 # did not answer. The mock user service answers from X-Mode; /shop allows everyone,
 # /admin refuses bob.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 
 our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;

@@ -5,6 +5,8 @@
 # Cookies sealed with the key k1 of the ring below by the README's Python sealer
 # (Python's cryptography package); the identity each holds is in the block's title.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use Identity ();  # the business service in a server of its own
 use File::Temp qw(tempdir);
 
 my $dir = tempdir(CLEANUP => 1);
