@@ -32,7 +32,7 @@ ECHO_MODULE := /usr/lib/nginx/modules/ngx_http_echo_module.so
 NGINX_TREE := $(NGINX_BUILD_DIR)/ngx_auto_config.h
 endif
 
-.PHONY: all deps module test check unit t run stop bench fuzz soak check-worker-kill check-valgrind ci-heavy clean deb test-deb
+.PHONY: all deps module test check unit t run stop bench fuzz soak check-worker-kill check-valgrind clean deb test-deb
 
 all: module
 
