@@ -48,6 +48,10 @@ pub struct CacheZone {
     pub name: String,
     pub shm: *mut ngx_shm_zone_t,
     hasher: OnceCell<KeyHasher>,
+    /// The zone's key secret, read or drawn by the master in `init_zone` before workers
+    /// fork, so every worker of a cycle keys with the same bytes whatever happens to the
+    /// header in shared memory (a rebuild cut short by a dying worker included).
+    secret: OnceCell<[u8; 32]>,
     /// The questions (`cache_entry::question`: a server's `identity_request` URI) asked
     /// through this zone, registered at configuration time, so a purge can remove a
     /// credential's entry for each of them.
@@ -123,6 +127,7 @@ impl CacheZone {
             name,
             shm,
             hasher: OnceCell::new(),
+            secret: OnceCell::new(),
             questions: RefCell::new(Vec::new()),
         }
     }
@@ -405,7 +410,8 @@ impl Locked<'_> {
                 _ => None,
             }
         };
-        let Some(secret) = secret.or_else(random_secret) else {
+        let known = self.cz.secret.get().copied();
+        let Some(secret) = known.or(secret).or_else(random_secret) else {
             return false;
         };
         // SAFETY: the lock is held and shm is mapped.
@@ -677,20 +683,38 @@ pub extern "C" fn init_zone(
     // SAFETY: nginx passes a mapped zone whose slab pool it has initialised; no worker
     // of this cycle runs yet. A reused zone already has our header in `data` (and a
     // torn one is rebuilt by the first worker that takes the lock).
-    unsafe {
+    let secret = unsafe {
         let shpool = (*shm_zone).shm.addr as *mut ngx_slab_pool_t;
-        if !(*shpool).data.is_null() {
-            return 0;
+        let old = (*shpool).data as *const Zone;
+        match old.as_ref() {
+            Some(z) if z.magic == MAGIC => z.secret,
+            Some(_) => match random_secret() {
+                // A header a worker of the old cycle left unreadable: the first worker
+                // that takes the lock rebuilds it with this cycle's secret.
+                Some(secret) => secret,
+                None => return -1,
+            },
+            None => {
+                (*shpool).set_log_nomem(0);
+                let Some(secret) = random_secret() else {
+                    return -1;
+                };
+                let zone = new_zone(shpool, (*shm_zone).shm.size, secret);
+                if zone.is_null() {
+                    return -1;
+                }
+                (*zone).dirty = 0;
+                secret
+            }
         }
-        (*shpool).set_log_nomem(0);
-        let Some(secret) = random_secret() else {
-            return -1;
-        };
-        let zone = new_zone(shpool, (*shm_zone).shm.size, secret);
-        if zone.is_null() {
-            return -1;
+    };
+    // SAFETY: a zone's data is the CacheZone set by identity_cache_zone, which lives in
+    // the configuration; workers fork after this and inherit both cells.
+    if let Some(cz) = unsafe { ((*shm_zone).data as *const CacheZone).as_ref() } {
+        let _ = cz.secret.set(secret);
+        if let Some(hasher) = KeyHasher::new(&secret) {
+            let _ = cz.hasher.set(hasher);
         }
-        (*zone).dirty = 0;
     }
     0
 }

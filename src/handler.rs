@@ -402,9 +402,12 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
-            // The error page's location must not get the session cookie either.
-            let _ = strip_session_cookie(r, conf);
-            HTTP_INTERNAL_SERVER_ERROR
+            // The error page's location must not get the session cookie either: if even
+            // that fails, close the connection rather than let it through.
+            match strip_session_cookie(r, conf) {
+                Ok(()) => HTTP_INTERNAL_SERVER_ERROR,
+                Err(_) => NGX_ERROR,
+            }
         }
     }
 }
@@ -510,11 +513,17 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
         };
     }
 
-    // First visit. Spoofed identity headers go before anything else, on every path
-    // (post-read removed them server-wide already; this is defence in depth).
-    if !conf.spoofable.is_empty() {
+    // First visit. Spoofed identity headers go before anything else, on every path.
+    // Post-read removed the server's protected names already, but a request nginx
+    // refused while reading its headers reaches an `error_page` location without
+    // post-read, so the server's names go here too.
+    let server_names = &srv_conf(r).protected;
+    if !conf.spoofable.is_empty() || !server_names.is_empty() {
         strip_names(r, |name| {
-            conf.spoofable.iter().any(|s| header_names_match(s, name))
+            conf.spoofable
+                .iter()
+                .chain(server_names)
+                .any(|s| header_names_match(s, name))
         })?;
     }
     if !conf.active() {

@@ -281,7 +281,10 @@ fn relink_field(r: &mut ngx_http_request_t, name: &[u8], offset: usize) -> Resul
 /// Forgets the values nginx cached for this request of the variables that read request
 /// headers (`$http_*`, `$cookie_*`, `$proxy_add_x_forwarded_for`, `$remote_user`), so
 /// one evaluated before the rewrite (a `set`, an `if`, the identity key) is read again.
-fn flush_header_variables(r: &mut ngx_http_request_t) {
+/// Also after the identity subrequest, which shares the main request's cache of values
+/// but reads a filtered header list (an `Upgrade` it never saw must not stay "not found"
+/// for the main request).
+pub fn flush_header_variables(r: &mut ngx_http_request_t) {
     if r.variables.is_null() {
         return;
     }
@@ -293,7 +296,8 @@ fn flush_header_variables(r: &mut ngx_http_request_t) {
     let vars = cmcf.variables.elts as *const ngx::ffi::ngx_http_variable_t;
     for i in 0..cmcf.variables.nelts {
         // SAFETY: r->variables has one slot per indexed variable of cmcf->variables.
-        let (name, value) = unsafe { ((*vars.add(i)).name.as_bytes(), &mut *r.variables.add(i)) };
+        let (var, value) = unsafe { (&*vars.add(i), &mut *r.variables.add(i)) };
+        let name = var.name.as_bytes();
         let reads_headers = name.starts_with(b"http_")
             || name.starts_with(b"cookie_")
             || name == b"proxy_add_x_forwarded_for"

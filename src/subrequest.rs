@@ -119,6 +119,11 @@ unsafe extern "C" fn subrequest_done(
         answer.body.len()
     );
     *ctx.answer.borrow_mut() = answer;
+    // The subrequest cached header variables from its filtered list in the array it
+    // shares with the main request: let the main request read its own headers again.
+    // SAFETY: sr->main is the live main request; nothing else holds a reference to it
+    // while nginx runs this completion handler.
+    headers_in::flush_header_variables(unsafe { &mut *sr.main });
     ctx.state.set(State::Answered);
     if rc == NGX_ERROR {
         // A broken answer is this request's error path, not a reason for nginx to

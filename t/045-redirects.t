@@ -226,3 +226,48 @@ X-Status: OK
 X-Id: alice
 --- response_body
 open
+
+
+
+=== TEST 9: a request nginx refuses while reading its headers (no Host) reaches error_page without post-read: the server's protected names still go
+--- config
+    error_page 400 /oops;
+    location /api/ {
+        identity_request /_identity;
+        identity_header X-User $identity;
+    }
+    location = /oops {
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- raw_request eval
+"GET /api/x HTTP/1.1\r\nX-User: {\"id\":\"admin\"}\r\nX_User: admin\r\nConnection: close\r\n\r\n"
+--- response_body_filters eval
+sub { my $b = shift; ($b =~ /X-User|X_User|admin/i ? "forged header reached the backend\n" : "") . ($b =~ /^GET \/backend/ ? "backend reached\n" : "") }
+--- response_body
+backend reached
+--- error_code: 400
+
+
+
+=== TEST 10: the identity subrequest does not leave the main request's $http_upgrade "not found" (it never sees Upgrade)
+--- config
+    location /api/ {
+        identity_request /_identity_probe;
+        identity_header X-User $identity;
+        proxy_set_header X-Seen-Upgrade "up=$http_upgrade";
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /_identity_probe {
+        internal;
+        proxy_set_header X-Probe "$http_upgrade";
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user;
+    }
+--- more_headers
+Cookie: session=good
+Upgrade: websocket
+--- request
+GET /api/x
+--- response_body_filters eval
+main::header_lines('x-seen-upgrade')
+--- response_body
+X-Seen-Upgrade: up=websocket
