@@ -96,6 +96,70 @@ pub struct IdentityConf {
     pub purge_zone: *mut ngx_shm_zone_t,
     /// `identity_sealed`: `Some(None)` is `off`.
     pub sealed: Option<Option<SealedCookie>>,
+    /// The user-service question a cache entry of this location answers
+    /// (`cache_entry::question`), fixed while merging; empty without a cache.
+    pub question: Vec<u8>,
+}
+
+/// The server{} being merged, as a cache question names it: its `server_name` and every
+/// address it listens on. Two servers that nginx tells apart (other names, or other
+/// ports, unnamed ones included) never share entries, and a server keeps its identity
+/// across reloads, whatever the order of the servers in the file.
+///
+/// # Safety
+/// `cf` is the configuration while nginx merges a server's configurations: its ctx is an
+/// `ngx_http_conf_ctx_t` whose srv_conf is that server's, and the core module's main
+/// conf holds every `listen` of the http block.
+unsafe fn server_identity(cf: &ngx_conf_t) -> Vec<u8> {
+    // SAFETY: per the caller.
+    let (cscf, cmcf) = unsafe {
+        let ctx = &*(cf.ctx as *const ngx_http_conf_ctx_t);
+        (
+            *ctx.srv_conf.add(ngx_http_core_module.ctx_index)
+                as *const ngx::ffi::ngx_http_core_srv_conf_t,
+            &*(*ctx.main_conf.add(ngx_http_core_module.ctx_index)
+                as *const ngx::ffi::ngx_http_core_main_conf_t),
+        )
+    };
+    let mut listens: Vec<&[u8]> = Vec::new();
+    // SAFETY: ports is null or an array of ngx_http_conf_port_t, each with an array of
+    // ngx_http_conf_addr_t whose servers are core server confs; all live in cf's pool.
+    unsafe {
+        if let Some(ports) = cmcf.ports.as_ref() {
+            let ports = core::slice::from_raw_parts(
+                ports.elts as *const ngx::ffi::ngx_http_conf_port_t,
+                ports.nelts,
+            );
+            for port in ports {
+                let addrs = core::slice::from_raw_parts(
+                    port.addrs.elts as *const ngx::ffi::ngx_http_conf_addr_t,
+                    port.addrs.nelts,
+                );
+                for addr in addrs {
+                    let servers = core::slice::from_raw_parts(
+                        addr.servers.elts as *const *const ngx::ffi::ngx_http_core_srv_conf_t,
+                        addr.servers.nelts,
+                    );
+                    if servers.contains(&cscf) {
+                        listens.push(addr.opt.addr_text.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+    listens.sort_unstable();
+    listens.dedup();
+    // SAFETY: a non-null cscf is the server's core conf.
+    let name = unsafe { cscf.as_ref() }.map_or(&[][..], |c| c.server_name.as_bytes());
+    let mut out =
+        Vec::with_capacity(name.len() + 1 + listens.iter().map(|l| l.len() + 1).sum::<usize>());
+    out.extend_from_slice(name);
+    for listen in listens {
+        // Neither a server name nor an address holds a NUL.
+        out.push(0);
+        out.extend_from_slice(listen);
+    }
+    out
 }
 
 /// `identity_sealed name [max_age=time]`.
@@ -126,6 +190,7 @@ impl Default for IdentityConf {
             cache_lock_timeout_ms: None,
             purge_zone: ptr::null_mut(),
             sealed: None,
+            question: Vec::new(),
         }
     }
 }
@@ -237,15 +302,11 @@ impl IdentityConf {
         self.cache = self.cache.or(prev.cache);
         if let (Some(zone), Some(uri)) = (self.cache_zone(), self.enabled()) {
             // A purge removes a credential's entry for every question asked through the zone.
-            // SAFETY: while servers are merged, cf->ctx's srv_conf is the current server's.
-            let cscf = unsafe {
-                let ctx = cf.ctx as *const ngx_http_conf_ctx_t;
-                (*(*ctx).srv_conf.add(ngx_http_core_module.ctx_index)
-                    as *const ngx::ffi::ngx_http_core_srv_conf_t)
-                    .as_ref()
-            };
-            let server_name = cscf.map_or(&[][..], |c| c.server_name.as_bytes());
-            zone.add_question(&crate::cache_entry::question(server_name, uri.as_bytes()));
+            // SAFETY: merging runs inside the http block, whose ctx is the current server's.
+            let server = unsafe { server_identity(cf) };
+            let question = crate::cache_entry::question(&server, uri.as_bytes());
+            zone.add_question(&question);
+            self.question = question;
         }
         if self.cache_valid.is_none() {
             self.cache_valid = prev.cache_valid.clone();

@@ -23,7 +23,7 @@ use ngx::ffi::{
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::cache::{CacheZone, Lookup};
-use crate::cache_entry::{key_input, parse_vary, question, ttl_for, vary_input, Vary, TAG_LEN};
+use crate::cache_entry::{key_input, parse_vary, ttl_for, vary_input, Vary, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
 use crate::config::{IdentityConf, IdentityHeader, SealedCookie};
 use crate::decision::{Answer, IdentityStatus, Verdict};
@@ -638,9 +638,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
 
     if let Some(zone) = conf.cache_zone() {
         // The key is the question (this server's identity_request URI) and the credential.
-        let uri = conf.enabled().map_or(&[][..], |uri| uri.as_bytes());
-        let question = question(server_name(r), uri);
-        if let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) {
+        if let Some(tag) = zone.tag(&key_input(&conf.question, key.as_bytes())) {
             let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,
@@ -651,17 +649,6 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
         }
     }
     fetch(r, conf, ctx)
-}
-
-/// The `server_name` of the server{} `r` is in: part of the question a cache entry answers.
-fn server_name<'a>(r: &ngx_http_request_t) -> &'a [u8] {
-    // SAFETY: r->srv_conf has the core module's server conf at its index; it lives in the
-    // configuration, which outlives the request.
-    unsafe {
-        let cscf = *r.srv_conf.add(ngx::ffi::ngx_http_core_module.ctx_index)
-            as *const ngx::ffi::ngx_http_core_srv_conf_t;
-        cscf.as_ref().map_or(&[], |c| c.server_name.as_bytes())
-    }
 }
 
 /// Starts the subrequest; the answer arrives in `ctx.answer`.

@@ -170,6 +170,41 @@ __DATA__
 ["X-Status: MISS", "X-Status: DENIED", "X-Status: HIT", "", "X-Status: MISS"]
 
 
+=== TEST 4b: a server with the same server_name on another port is another question too (names alone would share entries)
+--- extra_http
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
+        server_name localhost;
+        location = /_identity {
+            internal;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/admin;
+        }
+        location /same/ {
+            identity_request /_identity;
+            identity_cache users;
+            add_header X-Status $identity_status always;
+            echo admin;
+        }
+        location = /purge {
+            identity_cache_purge users;
+        }
+    }
+--- extra_config
+    location /admin-server/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_3/;
+    }
+--- request eval
+["GET /same/x", "GET /admin-server/same/x", "GET /same/x", "DELETE /admin-server/purge", "GET /same/x"]
+--- more_headers eval
+["Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: bob", "Cookie: session=s1\nX-Mode: carol", "Cookie: session=s1", "Cookie: session=s1\nX-Mode: dave"]
+--- error_code eval
+[200, 403, 200, 204, 200]
+--- response_body eval
+["id=bob\n", "not an admin\n", "id=bob\n", "", "id=dave\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: DENIED", "X-Status: HIT", "", "X-Status: MISS"]
+
+
 === TEST 5: Vary: Accept-Language keeps one answer per language; another language asks again and replaces it
 --- request eval
 ["GET /lang/x", "GET /lang/x", "GET /lang/x", "GET /lang/x"]
