@@ -232,6 +232,8 @@ static LOST: Answer = Answer {
     content_type: Vec::new(),
     relay_headers: Vec::new(),
     cache_control: Vec::new(),
+    vary: Vec::new(),
+    vary_digest: Vec::new(),
 };
 
 pub enum AnswerRef<'a> {
@@ -795,14 +797,14 @@ fn finish(
                     Vary::Headers(names) => vary_digest(r, cache.zone(), &names),
                     Vary::Uncacheable => None,
                 };
-                let keep = digest
-                    .and_then(|d| {
-                        ctx.answer
-                            .try_borrow_mut()
-                            .ok()
-                            .map(|mut a| a.vary_digest = d)
-                    })
-                    .is_some();
+                // A busy cell marks the answer lost: it is then neither kept nor used.
+                let keep = digest.is_some_and(|d| match ctx.answer.borrow_mut() {
+                    AnswerMut::Held(mut a) => {
+                        a.vary_digest = d;
+                        true
+                    }
+                    AnswerMut::Lost(_) => false,
+                });
                 let answer = ctx.answer();
                 match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
                     .filter(|_| keep)
