@@ -4,6 +4,9 @@
 # or not it may be cached, and the old identity must never be served again. The client
 # picks the mock user service's answer with X-Mode; the cache key is the session cookie.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+# The backend in a server of its own: the gateway's server strips the identity names.
+use Identity ();
 
 our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;

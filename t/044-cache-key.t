@@ -4,6 +4,9 @@
 # did not answer. The mock user service answers from X-Mode; /shop allows everyone,
 # /admin refuses bob.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+# The backend in a server of its own: the gateway's server strips the identity names.
+use Identity ();
 
 our $HttpConfig = <<'_EOC_';
     identity_cache_zone users:1m;
