@@ -54,8 +54,8 @@ pub struct CacheZone {
     questions: RefCell<Vec<Vec<u8>>>,
 }
 
-/// "IDZ1": a header this code wrote.
-const MAGIC: u32 = 0x315a_4449;
+/// "IDZ2": a header this code wrote (with `purges`; an "IDZ1" header is rebuilt).
+const MAGIC: u32 = 0x325a_4449;
 
 #[repr(C)]
 struct Zone {
@@ -68,6 +68,9 @@ struct Zone {
     lru: ngx_queue_t,
     entries: usize,
     last_full_warning: u64,
+    /// Counts purges. A call's answer is stored only if no purge happened since the call
+    /// began (`CacheZone::purges`), so a logout during the call is not undone by it.
+    purges: u64,
 }
 
 #[repr(C)]
@@ -242,11 +245,22 @@ impl CacheZone {
 
     /// Keeps `answer` for `ttl` seconds (plus `use_stale` while failing) and releases the
     /// key's lock; `ttl` of `None` only releases it.
-    pub fn store(&self, tag: &[u8; TAG_LEN], answer: &Answer, ttl: Option<u32>, use_stale: u32) {
+    /// An answer to a call that began before a purge (`purges` differs from the count the
+    /// call began with) is not kept: it may predate the logout.
+    pub fn store(
+        &self,
+        tag: &[u8; TAG_LEN],
+        answer: &Answer,
+        ttl: Option<u32>,
+        use_stale: u32,
+        purges: u64,
+    ) {
         let Some(mut z) = self.lock() else { return };
         let now = now_secs();
         z.expire_some();
         let mut node = z.find(tag);
+        // SAFETY: the lock is held; zone is the live header.
+        let ttl = ttl.filter(|_| unsafe { (*z.zone).purges } == purges);
         let Some(ttl) = ttl else {
             // SAFETY: the lock is held; node is live or null.
             if let Some(n) = unsafe { node.as_mut() } {
@@ -317,14 +331,36 @@ impl CacheZone {
 
     /// Releases the key's lock without a result (the request went away).
     pub fn release(&self, tag: &[u8; TAG_LEN]) {
-        self.store(tag, &Answer::default(), None, 0);
+        self.store(tag, &Answer::default(), None, 0, 0);
+    }
+
+    /// The purge count, read before a call begins and given back to `store`.
+    pub fn purges(&self) -> Option<u64> {
+        let z = self.lock()?;
+        // SAFETY: the lock is held; zone is the live header.
+        Some(unsafe { (*z.zone).purges })
+    }
+
+    /// Removes the entry for `tag` on a logout (`identity_cache_purge`), and, under the
+    /// same lock, makes every call in flight unable to store its answer; whether there
+    /// was an entry.
+    pub fn purge(&self, tag: &[u8; TAG_LEN]) -> bool {
+        self.remove_entry(tag, true)
     }
 
     /// Removes the entry for `tag`; whether there was one.
     pub fn remove(&self, tag: &[u8; TAG_LEN]) -> bool {
+        self.remove_entry(tag, false)
+    }
+
+    fn remove_entry(&self, tag: &[u8; TAG_LEN], purge: bool) -> bool {
         let Some(mut z) = self.lock() else {
             return false;
         };
+        if purge {
+            // SAFETY: the lock is held; zone is the live header.
+            unsafe { (*z.zone).purges = (*z.zone).purges.wrapping_add(1) };
+        }
         let node = z.find(tag);
         if node.is_null() {
             return false;
@@ -659,6 +695,7 @@ unsafe fn new_zone(shpool: *mut ngx_slab_pool_t, size: usize, secret: [u8; 32]) 
                 },
                 entries: 0,
                 last_full_warning: 0,
+                purges: 0,
             },
         );
         ngx_queue_init(ptr::addr_of_mut!((*zone).lru));

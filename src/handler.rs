@@ -109,6 +109,8 @@ struct CacheUse {
     tag: [u8; TAG_LEN],
     outcome: Cell<IdentityStatus>,
     holds_lock: Cell<bool>,
+    /// The zone's purge count when this request's call began; `None` keeps nothing.
+    purges: Cell<Option<u64>>,
 }
 
 impl CacheUse {
@@ -637,6 +639,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                 tag,
                 outcome: Cell::new(IdentityStatus::Miss),
                 holds_lock: Cell::new(false),
+                purges: Cell::new(None),
             });
             return consult_cache(r, conf, ctx, None);
         }
@@ -664,6 +667,10 @@ fn fetch(
     let Some(uri) = conf.enabled() else {
         return Ok(Next::Phase(NGX_DECLINED));
     };
+    if let Some(cache) = ctx.cache.get() {
+        // Read before the call: a logout (purge) from now on keeps its answer out.
+        cache.purges.set(cache.zone().purges());
+    }
     if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
         if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
             cache.holds_lock.set(false);
@@ -808,11 +815,16 @@ fn finish(
                 let answer = ctx.answer();
                 match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
                     .filter(|_| keep)
+                    .zip(cache.purges.get())
                 {
-                    ttl @ Some(_) => {
-                        cache
-                            .zone()
-                            .store(&cache.tag, &answer, ttl, conf.cache_use_stale());
+                    Some((ttl, purges)) => {
+                        cache.zone().store(
+                            &cache.tag,
+                            &answer,
+                            Some(ttl),
+                            conf.cache_use_stale(),
+                            purges,
+                        );
                     }
                     // A definitive answer that may not be kept is still the user
                     // service's last word: the older entry must never be served stale
