@@ -109,8 +109,8 @@ struct CacheUse {
     tag: [u8; TAG_LEN],
     outcome: Cell<IdentityStatus>,
     holds_lock: Cell<bool>,
-    /// The zone's purge count when this request's call began; `None` keeps nothing.
-    purges: Cell<Option<u64>>,
+    /// The number the zone gave this request's call (`CacheZone::begin_call`).
+    call: Cell<Option<u64>>,
 }
 
 impl CacheUse {
@@ -639,7 +639,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                 tag,
                 outcome: Cell::new(IdentityStatus::Miss),
                 holds_lock: Cell::new(false),
-                purges: Cell::new(None),
+                call: Cell::new(None),
             });
             return consult_cache(r, conf, ctx, None);
         }
@@ -668,8 +668,9 @@ fn fetch(
         return Ok(Next::Phase(NGX_DECLINED));
     };
     if let Some(cache) = ctx.cache.get() {
-        // Read before the call: a logout (purge) from now on keeps its answer out.
-        cache.purges.set(cache.zone().purges());
+        // Numbered before the call: a logout (purge) or a newer call's answer from now
+        // on keeps this call's answer out.
+        cache.call.set(cache.zone().begin_call());
     }
     if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
         if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
@@ -815,24 +816,28 @@ fn finish(
                 let answer = ctx.answer();
                 match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
                     .filter(|_| keep)
-                    .zip(cache.purges.get())
+                    .zip(cache.call.get())
                 {
-                    Some((ttl, purges)) => {
+                    Some((ttl, call)) => {
                         cache.zone().store(
                             &cache.tag,
                             &answer,
                             Some(ttl),
                             conf.cache_use_stale(),
-                            purges,
+                            call,
                         );
                     }
                     // A definitive answer that may not be kept is still the user
                     // service's last word: the older entry must never be served stale
-                    // after it (a revoked session). Removing the entry also releases the
-                    // key's lock; its waiters then call for themselves.
-                    None => {
-                        cache.zone().remove(&cache.tag);
-                    }
+                    // after it, nor stored by an older call ending later (a revoked
+                    // session). Settling also releases the key's lock; its waiters then
+                    // call for themselves.
+                    None => match cache.call.get() {
+                        Some(call) => cache.zone().settle(&cache.tag, call),
+                        None => {
+                            cache.zone().remove(&cache.tag);
+                        }
+                    },
                 }
             } else if held {
                 let stale = cache.zone().fail(&cache.tag);

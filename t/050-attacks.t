@@ -75,3 +75,50 @@ Cookie: session=s1
 ['^user=\[\{"id":"alice"\}\]$', '401 Authorization Required']
 --- response_headers eval
 ["X-Status: MISS", "X-Status: DENIED"]
+
+
+
+=== TEST 2: an older call's answer arriving after a newer refusal does not bring the session back (identity_cache_lock off)
+--- config
+    location ~ ^/(race|refuse)/ {
+        identity_request /_identity;
+        identity_cache users;
+        identity_cache_lock off;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- more_headers
+Cookie: session=s2
+--- request eval
+["GET /race/alice", "GET /refuse/alice"]
+--- error_code eval
+[200, 401]
+--- response_body_like eval
+['^user=\[\{"id":"alice"\}\]$', '401 Authorization Required']
+--- response_headers eval
+["X-Status: MISS", "X-Status: DENIED"]
+
+
+
+=== TEST 3: the same race when the refusal may not be cached (no identity_cache_valid rule for 401)
+--- config
+    location ~ ^/(race|refuse)/ {
+        identity_request /_identity;
+        identity_cache users;
+        identity_cache_lock off;
+        identity_cache_valid 200 60s;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- more_headers
+Cookie: session=s3
+--- request eval
+["GET /race/alice", "GET /refuse/alice"]
+--- error_code eval
+[200, 401]
+--- response_body_like eval
+['^user=\[\{"id":"alice"\}\]$', '401 Authorization Required']
+--- response_headers eval
+["X-Status: MISS", "X-Status: DENIED"]

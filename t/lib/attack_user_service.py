@@ -7,6 +7,9 @@ process TEST_PID is gone. The request path's first segment picks the behaviour:
   /purge-race/NAME  before answering 200 {"id":"NAME"}, logs the session out: sends
                     DELETE /purge with the request's Cookie to the gateway (the port in
                     X-Gateway-Port) and waits for its answer
+  /race/NAME        before answering 200 {"id":"NAME"}, has the session refused: sends
+                    GET /refuse/NAME with the request's Cookie to the gateway and waits
+                    for its answer
   /refuse/NAME      401
   anything else     200 {"id":"NAME"}
 """
@@ -24,9 +27,9 @@ def header(data, name):
     return b""
 
 
-def purge(port, cookie):
+def to_gateway(port, line, cookie):
     with socket.create_connection(("127.0.0.1", int(port))) as s:
-        s.sendall(b"DELETE /purge HTTP/1.0\r\nHost: localhost\r\nCookie: " + cookie + b"\r\n\r\n")
+        s.sendall(line + b" HTTP/1.0\r\nHost: localhost\r\nCookie: " + cookie + b"\r\n\r\n")
         while s.recv(4096):
             pass
 
@@ -42,7 +45,10 @@ def serve(conn):
         parts = data.split(b" ", 2)[1].decode().strip("/").split("/")
         mode, name = parts[0], (parts[1] if len(parts) > 1 else "alice")
         if mode == "purge-race":
-            purge(header(data, b"x-gateway-port"), header(data, b"cookie"))
+            to_gateway(header(data, b"x-gateway-port"), b"DELETE /purge", header(data, b"cookie"))
+        if mode == "race":
+            to_gateway(header(data, b"x-gateway-port"), b"GET /refuse/" + name.encode(),
+                       header(data, b"cookie"))
         if mode == "refuse":
             conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
