@@ -58,8 +58,8 @@ pub struct CacheZone {
     questions: RefCell<Vec<Vec<u8>>>,
 }
 
-/// "IDZ1": a header this code wrote.
-const MAGIC: u32 = 0x315a_4449;
+/// "IDZ2": a header this code wrote (with call numbers; an "IDZ1" header is rebuilt).
+const MAGIC: u32 = 0x325a_4449;
 
 #[repr(C)]
 struct Zone {
@@ -72,6 +72,11 @@ struct Zone {
     lru: ngx_queue_t,
     entries: usize,
     last_full_warning: u64,
+    /// The number of the last call begun (`CacheZone::begin_call`); a purge takes one too.
+    seq: u64,
+    /// Calls numbered up to this may not store: they began before the last purge (a
+    /// logout) or before the zone was rebuilt.
+    barrier: u64,
 }
 
 #[repr(C)]
@@ -90,6 +95,10 @@ struct Node {
     last_used: u32,
     lock_until_ms: u64,
     failed_at_ms: u64,
+    /// The number of the call whose answer this node records: an older call's answer,
+    /// arriving later, never replaces it. A node without data but with a number is the
+    /// record of a definitive answer that was not kept (`CacheZone::settle`).
+    seq: u64,
     blob: *mut u8,
 }
 
@@ -247,16 +256,26 @@ impl CacheZone {
 
     /// Keeps `answer` for `ttl` seconds (plus `use_stale` while failing) and releases the
     /// key's lock; `ttl` of `None` only releases it.
-    pub fn store(&self, tag: &[u8; TAG_LEN], answer: &Answer, ttl: Option<u32>, use_stale: u32) {
+    /// `call` is the number `begin_call` gave the call that got `answer`: an answer older
+    /// than the last purge, or than the answer the key records, is not kept.
+    pub fn store(
+        &self,
+        tag: &[u8; TAG_LEN],
+        answer: &Answer,
+        ttl: Option<u32>,
+        use_stale: u32,
+        call: u64,
+    ) {
         let Some(mut z) = self.lock() else { return };
         let now = now_secs();
         z.expire_some();
         let mut node = z.find(tag);
+        let ttl = ttl.filter(|_| z.is_newest(node, call));
         let Some(ttl) = ttl else {
             // SAFETY: the lock is held; node is live or null.
             if let Some(n) = unsafe { node.as_mut() } {
                 n.in_flight = 0;
-                if n.has_data == 0 {
+                if n.has_data == 0 && n.seq == 0 {
                     z.remove_node(node);
                 }
             }
@@ -299,6 +318,7 @@ impl CacheZone {
         n.blob_len = bytes.len() as u32;
         n.status = answer.status;
         n.has_data = 1;
+        n.seq = call;
         let now_ms = now_ms();
         n.expires_ms = now_ms + u64::from(ttl) * 1000;
         n.stale_until_ms = n.expires_ms + u64::from(use_stale) * 1000;
@@ -322,14 +342,78 @@ impl CacheZone {
 
     /// Releases the key's lock without a result (the request went away).
     pub fn release(&self, tag: &[u8; TAG_LEN]) {
-        self.store(tag, &Answer::default(), None, 0);
+        self.store(tag, &Answer::default(), None, 0, 0);
+    }
+
+    /// Numbers a call to the user service, before it begins; given back to `store` or
+    /// `settle` with its answer.
+    pub fn begin_call(&self) -> Option<u64> {
+        let z = self.lock()?;
+        // SAFETY: the lock is held; zone is the live header.
+        unsafe {
+            (*z.zone).seq += 1;
+            Some((*z.zone).seq)
+        }
+    }
+
+    /// A definitive answer of call `call` that may not be kept (a refusal with no
+    /// `identity_cache_valid` rule, `no-store`): the key's older answer goes and is never
+    /// served stale, and the key records the call's number, so an older call's answer
+    /// arriving later is not stored either (a revoked session is not brought back).
+    pub fn settle(&self, tag: &[u8; TAG_LEN], call: u64) {
+        let Some(mut z) = self.lock() else { return };
+        let mut node = z.find(tag);
+        // SAFETY: the lock is held; node is live or null.
+        if unsafe { node.as_ref() }.is_some_and(|n| n.seq > call) {
+            // A newer answer is recorded: it stays.
+            return;
+        }
+        if node.is_null() {
+            node = z.create_node(tag, now_secs());
+        }
+        if node.is_null() {
+            return;
+        }
+        z.mark_dirty();
+        // SAFETY: the lock is held; node is live, and its blob is freed and forgotten.
+        // Waiters find no lock, no failure and no data: each calls for itself.
+        unsafe {
+            let n = &mut *node;
+            if !n.blob.is_null() {
+                ngx_slab_free_locked(z.shpool, n.blob as *mut c_void);
+                n.blob = ptr::null_mut();
+            }
+            n.has_data = 0;
+            n.in_flight = 0;
+            n.lock_until_ms = 0;
+            n.failed_at_ms = 0;
+            n.seq = call;
+        }
+    }
+
+    /// Removes the entry for `tag` on a logout (`identity_cache_purge`), and, under the
+    /// same lock, makes every call in flight unable to store its answer; whether there
+    /// was an entry.
+    pub fn purge(&self, tag: &[u8; TAG_LEN]) -> bool {
+        self.remove_entry(tag, true)
     }
 
     /// Removes the entry for `tag`; whether there was one.
     pub fn remove(&self, tag: &[u8; TAG_LEN]) -> bool {
+        self.remove_entry(tag, false)
+    }
+
+    fn remove_entry(&self, tag: &[u8; TAG_LEN], purge: bool) -> bool {
         let Some(mut z) = self.lock() else {
             return false;
         };
+        if purge {
+            // SAFETY: the lock is held; zone is the live header.
+            unsafe {
+                (*z.zone).seq += 1;
+                (*z.zone).barrier = (*z.zone).seq;
+            }
+        }
         let node = z.find(tag);
         if node.is_null() {
             return false;
@@ -392,6 +476,17 @@ impl Locked<'_> {
         }
     }
 
+    /// Whether call `call`'s answer is newer than what `node` (live or null) records and
+    /// than the last purge, and the call was numbered by this zone as it is now.
+    fn is_newest(&self, node: *mut Node, call: u64) -> bool {
+        // SAFETY: the lock is held; zone is the live header, node is live or null.
+        unsafe {
+            call > (*self.zone).barrier
+                && call <= (*self.zone).seq
+                && node.as_ref().is_none_or(|n| n.seq < call)
+        }
+    }
+
     fn secret(&self) -> [u8; 32] {
         // SAFETY: the lock is held; zone is the live header.
         unsafe { (*self.zone).secret }
@@ -404,10 +499,12 @@ impl Locked<'_> {
         // SAFETY: the lock is held. A header with our magic has a secret that is never
         // changed once written (a rebuild writes the same bytes), so it is readable even
         // in a torn zone.
-        let secret = unsafe {
+        // The call number is a scalar, whole in any header: calls begun before the
+        // rebuild keep their numbers, and the barrier keeps their answers out.
+        let (secret, seq) = unsafe {
             match old.as_ref() {
-                Some(z) if z.magic == MAGIC => Some(z.secret),
-                _ => None,
+                Some(z) if z.magic == MAGIC => (Some(z.secret), z.seq),
+                _ => (None, 0),
             }
         };
         let known = self.cz.secret.get().copied();
@@ -422,7 +519,7 @@ impl Locked<'_> {
         let zone = unsafe {
             ngx_slab_init(self.shpool);
             (*self.shpool).set_log_nomem(0);
-            new_zone(self.shpool, size, secret)
+            new_zone(self.shpool, size, secret, seq)
         };
         if zone.is_null() {
             return false;
@@ -520,6 +617,7 @@ impl Locked<'_> {
                     last_used: now,
                     lock_until_ms: 0,
                     failed_at_ms: 0,
+                    seq: 0,
                     blob: ptr::null_mut(),
                 },
             );
@@ -641,7 +739,12 @@ fn random_secret() -> Option<[u8; 32]> {
 /// # Safety
 /// The caller has the pool to itself (configuration time, or the lock held) and the
 /// pool is freshly initialised.
-unsafe fn new_zone(shpool: *mut ngx_slab_pool_t, size: usize, secret: [u8; 32]) -> *mut Zone {
+unsafe fn new_zone(
+    shpool: *mut ngx_slab_pool_t,
+    size: usize,
+    secret: [u8; 32],
+    seq: u64,
+) -> *mut Zone {
     let nbuckets = (size / 512).next_power_of_two().max(64);
     // SAFETY: per the caller.
     unsafe {
@@ -665,6 +768,8 @@ unsafe fn new_zone(shpool: *mut ngx_slab_pool_t, size: usize, secret: [u8; 32]) 
                 },
                 entries: 0,
                 last_full_warning: 0,
+                seq,
+                barrier: seq,
             },
         );
         ngx_queue_init(ptr::addr_of_mut!((*zone).lru));
@@ -699,7 +804,7 @@ pub extern "C" fn init_zone(
                 let Some(secret) = random_secret() else {
                     return -1;
                 };
-                let zone = new_zone(shpool, (*shm_zone).shm.size, secret);
+                let zone = new_zone(shpool, (*shm_zone).shm.size, secret, 0);
                 if zone.is_null() {
                     return -1;
                 }

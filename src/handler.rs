@@ -109,6 +109,8 @@ struct CacheUse {
     tag: [u8; TAG_LEN],
     outcome: Cell<IdentityStatus>,
     holds_lock: Cell<bool>,
+    /// The number the zone gave this request's call (`CacheZone::begin_call`).
+    call: Cell<Option<u64>>,
 }
 
 impl CacheUse {
@@ -644,6 +646,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                 tag,
                 outcome: Cell::new(IdentityStatus::Miss),
                 holds_lock: Cell::new(false),
+                call: Cell::new(None),
             });
             return consult_cache(r, conf, ctx, None);
         }
@@ -660,6 +663,11 @@ fn fetch(
     let Some(uri) = conf.enabled() else {
         return Ok(Next::Phase(NGX_DECLINED));
     };
+    if let Some(cache) = ctx.cache.get() {
+        // Numbered before the call: a logout (purge) or a newer call's answer from now
+        // on keeps this call's answer out.
+        cache.call.set(cache.zone().begin_call());
+    }
     if subrequest::start(r, uri, ctx, conf.max_size()).is_err() {
         if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
             cache.holds_lock.set(false);
@@ -793,27 +801,39 @@ fn finish(
                     Vary::Headers(names) => vary_digest(r, cache.zone(), &names),
                     Vary::Uncacheable => None,
                 };
-                let keep = digest.is_some_and(|d| {
-                    let mut answer = ctx.answer.borrow_mut();
-                    answer.vary_digest = d;
-                    matches!(answer, AnswerMut::Held(_))
+                // A busy cell marks the answer lost: it is then neither kept nor used.
+                let keep = digest.is_some_and(|d| match ctx.answer.borrow_mut() {
+                    AnswerMut::Held(mut a) => {
+                        a.vary_digest = d;
+                        true
+                    }
+                    AnswerMut::Lost(_) => false,
                 });
                 let answer = ctx.answer();
                 match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
                     .filter(|_| keep)
+                    .zip(cache.call.get())
                 {
-                    ttl @ Some(_) => {
-                        cache
-                            .zone()
-                            .store(&cache.tag, &answer, ttl, conf.cache_use_stale());
+                    Some((ttl, call)) => {
+                        cache.zone().store(
+                            &cache.tag,
+                            &answer,
+                            Some(ttl),
+                            conf.cache_use_stale(),
+                            call,
+                        );
                     }
                     // A definitive answer that may not be kept is still the user
                     // service's last word: the older entry must never be served stale
-                    // after it (a revoked session). Removing the entry also releases the
-                    // key's lock; its waiters then call for themselves.
-                    None => {
-                        cache.zone().remove(&cache.tag);
-                    }
+                    // after it, nor stored by an older call ending later (a revoked
+                    // session). Settling also releases the key's lock; its waiters then
+                    // call for themselves.
+                    None => match cache.call.get() {
+                        Some(call) => cache.zone().settle(&cache.tag, call),
+                        None => {
+                            cache.zone().remove(&cache.tag);
+                        }
+                    },
                 }
             } else if held {
                 let stale = cache.zone().fail(&cache.tag);

@@ -46,7 +46,7 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) else {
             return HTTP_INTERNAL_SERVER_ERROR;
         };
-        removed |= zone.remove(&tag);
+        removed |= zone.purge(&tag);
     }
     if !removed {
         return HTTP_NOT_FOUND;
