@@ -212,7 +212,7 @@ impl RequestCtx {
     }
 
     fn answer(&self) -> AnswerRef<'_> {
-        self.answer.borrow()
+        self.answer.read()
     }
 }
 
@@ -280,7 +280,7 @@ impl core::ops::DerefMut for AnswerMut<'_> {
 
 impl AnswerCell {
     /// The answer, or `LOST`; never panics.
-    pub fn borrow(&self) -> AnswerRef<'_> {
+    pub fn read(&self) -> AnswerRef<'_> {
         match self.cell.try_borrow() {
             Ok(r) if !self.lost.get() => AnswerRef::Held(r),
             _ => AnswerRef::Lost,
@@ -288,7 +288,7 @@ impl AnswerCell {
     }
 
     /// The answer to write, or a scratch one whose write is dropped; never panics.
-    pub fn borrow_mut(&self) -> AnswerMut<'_> {
+    pub fn write(&self) -> AnswerMut<'_> {
         match self.cell.try_borrow_mut() {
             Ok(r) => AnswerMut::Held(r),
             Err(_) => {
@@ -605,7 +605,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {
             Ok((identity, claims)) => {
-                *ctx.answer.borrow_mut() = Answer {
+                *ctx.answer.write() = Answer {
                     status: 200,
                     body: identity,
                     ..Answer::default()
@@ -706,11 +706,11 @@ fn consult_cache(
             } else {
                 IdentityStatus::Hit
             });
-            *ctx.answer.borrow_mut() = answer;
+            *ctx.answer.write() = answer;
             finish(r, conf, ctx)
         }
         Lookup::PeerFailed(stale) => {
-            *ctx.answer.borrow_mut() = match stale {
+            *ctx.answer.write() = match stale {
                 Some(answer) if vary_matches(r, cache.zone(), &answer) => {
                     cache.outcome.set(IdentityStatus::Stale);
                     answer
@@ -802,7 +802,7 @@ fn finish(
                     Vary::Uncacheable => None,
                 };
                 // A busy cell marks the answer lost: it is then neither kept nor used.
-                let keep = digest.is_some_and(|d| match ctx.answer.borrow_mut() {
+                let keep = digest.is_some_and(|d| match ctx.answer.write() {
                     AnswerMut::Held(mut a) => {
                         a.vary_digest = d;
                         true
@@ -839,7 +839,7 @@ fn finish(
                 let stale = cache.zone().fail(&cache.tag);
                 if let Some(stale) = stale.filter(|a| vary_matches(r, cache.zone(), a)) {
                     cache.outcome.set(IdentityStatus::Stale);
-                    *ctx.answer.borrow_mut() = stale;
+                    *ctx.answer.write() = stale;
                 }
             }
         }

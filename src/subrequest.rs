@@ -91,7 +91,7 @@ unsafe extern "C" fn subrequest_done(
     // only ever shared.
     let (sr, ctx) = unsafe { (&*sr, &*(data as *const RequestCtx)) };
     let earlier_failure = match ctx.state.get() {
-        State::Answered => ctx.answer.borrow().failure,
+        State::Answered => ctx.answer.read().failure,
         _ => None,
     };
     // If nginx calls this again after an error page, the filter has collected that page
@@ -118,7 +118,7 @@ unsafe extern "C" fn subrequest_done(
         rc,
         answer.body.len()
     );
-    *ctx.answer.borrow_mut() = answer;
+    *ctx.answer.write() = answer;
     // The subrequest cached header variables from its filtered list in the array it
     // shares with the main request: let the main request read its own headers again.
     // SAFETY: sr->main is the live main request; nothing else holds a reference to it
