@@ -5,6 +5,9 @@
 # Cookies sealed with the key k1 of the ring below by the README's Python sealer
 # (Python's cryptography package); the identity each holds is in the block's title.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+# The backend in a server of its own: the gateway's server strips the identity names.
+use Identity ();
 use File::Temp qw(tempdir);
 
 my $dir = tempdir(CLEANUP => 1);

@@ -200,6 +200,8 @@ X-Status: ANONYMOUS
 
 
 === TEST 7: slice: every range subrequest carries the main request's verified identity, never the client's
+--- skip_eval
+3: system("$ENV{TEST_NGINX_BINARY} -V 2>&1 | grep -q http_slice_module") != 0
 --- config
     location /slice/ {
         slice 10;
