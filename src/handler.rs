@@ -592,6 +592,17 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
         );
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
+    // The same for a header the key reads (`$http_NAME`) sent twice.
+    let key_headers = conf.enabled().map_or(&[][..], |_| &conf.key_headers[..]);
+    if let Some(var) = headers_in::repeated_header(r, key_headers.iter().map(Vec::as_slice)) {
+        ngx_log_error!(
+            ngx::ffi::NGX_LOG_INFO,
+            r.connection_log(),
+            "identity: client sent the header read by \"$http_{}\" more than once",
+            String::from_utf8_lossy(var)
+        );
+        return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
+    }
 
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {

@@ -287,3 +287,26 @@ X-User: {"id":"admin"}
 GET /api/alice
 --- response_body
 user=[{"id":"alice"}]
+
+
+
+=== TEST 11: a header credential sent twice (identity_key $http_x_api_key) is refused: the key would read one copy, the user service may read the other
+--- config
+    location /keyed/ {
+        identity_request /_identity;
+        identity_key $http_x_api_key;
+        identity_cache users;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- more_headers
+X-Api-Key: victim-key
+X-Api-Key: attacker-key
+--- request
+GET /keyed/x
+--- error_code: 400
+--- response_headers
+X-Status: DENIED
+--- error_log
+identity: client sent the header read by "$http_x_api_key" more than once
