@@ -310,3 +310,27 @@ GET /keyed/x
 X-Status: DENIED
 --- error_log
 identity: client sent the header read by "$http_x_api_key" more than once
+
+
+
+=== TEST 12: a user service's X-Accel-Redirect, with proxy_ignore_headers in the identity location (the documented advice), does not make another location's body the identity
+--- config
+    location = /_identity_noredirect {
+        internal;
+        proxy_ignore_headers X-Accel-Redirect;
+        proxy_pass http://127.0.0.1:MOCK_PORT$request_uri;
+    }
+    location /xaccel/ {
+        identity_request /_identity_noredirect;
+        identity_header X-User $identity;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /xaccel-target {
+        return 200 '{"id":"admin"}';
+    }
+--- more_headers
+Cookie: session=s12
+--- request
+GET /xaccel/alice
+--- response_body
+user=[{"id":"alice"}]
