@@ -334,3 +334,30 @@ Cookie: session=s12
 GET /xaccel/alice
 --- response_body
 user=[{"id":"alice"}]
+
+
+
+=== TEST 13: satisfy any: a client the allow rule admits is not refused because its stale session's refusal has a body
+--- config
+    location /any-refuse/ {
+        satisfy any;
+        allow 127.0.0.1;
+        deny all;
+        identity_request /_identity_refusing;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /_identity_refusing {
+        internal;
+        return 401 "session expired\n";
+    }
+--- more_headers
+Cookie: session=s13
+X-User: {"id":"admin"}
+--- request
+GET /any-refuse/x
+--- response_body
+user=[]
+--- response_headers
+X-Status: DENIED
