@@ -15,7 +15,9 @@ use ngx::ngx_conf_log_error;
 use crate::cache::{init_zone, CacheZone, LockPolicy};
 use crate::cache_entry::{parse_status_range, ValidRule, DEFAULT_VALID};
 use crate::decision::{OnError, Policy};
-use crate::header::{cookie_names_in_key, header_names_match, is_valid_header_name};
+use crate::header::{
+    cookie_names_in_key, header_names_in_key, header_names_match, is_valid_header_name,
+};
 use crate::module::{allocate_in_pool, module};
 
 /// `identity_max_size` when unset.
@@ -86,6 +88,8 @@ pub struct IdentityConf {
     pub spoofable: Vec<Vec<u8>>,
     /// Cookie names `identity_strip_cookie on` removes, read from the key.
     pub session_cookies: Vec<Vec<u8>>,
+    /// Headers the key reads through `$http_NAME` (`header::header_names_in_key`).
+    pub key_headers: Vec<Vec<u8>>,
     /// `identity_cache`: `Some(null)` is `off`.
     pub cache: Option<*mut ngx_shm_zone_t>,
     pub cache_valid: Option<Vec<ValidRule>>,
@@ -183,6 +187,7 @@ impl Default for IdentityConf {
             max_size: None,
             spoofable: Vec::new(),
             session_cookies: Vec::new(),
+            key_headers: Vec::new(),
             cache: None,
             cache_valid: None,
             cache_use_stale: None,
@@ -345,6 +350,11 @@ impl IdentityConf {
             .key_source
             .as_deref()
             .map(cookie_names_in_key)
+            .unwrap_or_default();
+        self.key_headers = self
+            .key_source
+            .as_deref()
+            .map(header_names_in_key)
             .unwrap_or_default();
         if self.strip_cookie == Some(true) && self.session_cookies.is_empty() {
             return Err(

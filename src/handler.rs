@@ -601,6 +601,17 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
         );
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
+    // The same for a header the key reads (`$http_NAME`) sent twice.
+    let key_headers = conf.enabled().map_or(&[][..], |_| &conf.key_headers[..]);
+    if let Some(var) = headers_in::repeated_header(r, key_headers.iter().map(Vec::as_slice)) {
+        ngx_log_error!(
+            ngx::ffi::NGX_LOG_INFO,
+            r.connection_log(),
+            "identity: client sent the header read by \"$http_{}\" more than once",
+            String::from_utf8_lossy(var)
+        );
+        return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
+    }
 
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {
@@ -949,6 +960,18 @@ fn apply(
     }
 }
 
+/// Whether `satisfy any` applies to the location `r` is in.
+fn satisfy_any(r: &ngx_http_request_t) -> bool {
+    // SAFETY: every location has the core module's loc conf at its index; it lives in
+    // the configuration, which outlives the request.
+    unsafe {
+        let clcf = *r.loc_conf.add(ngx::ffi::ngx_http_core_module.ctx_index)
+            as *const ngx::ffi::ngx_http_core_loc_conf_t;
+        clcf.as_ref()
+            .is_some_and(|c| c.satisfy == ngx::ffi::NGX_HTTP_SATISFY_ANY as usize)
+    }
+}
+
 /// Evaluates every `identity_header` value; all or none are set. A claim variable that
 /// finds no JSON object records it in the context, which fails the whole set.
 fn identity_headers<'c>(
@@ -1034,6 +1057,12 @@ fn strip_session_cookie(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Resu
 /// decision module allows, and its body. An empty body leaves the page to nginx, so
 /// `error_page` applies as it does for `auth_request`.
 fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<Next, HandlerError> {
+    // Under `satisfy any`, a 401 or 403 leaves the next access handler (allow,
+    // auth_basic) free to grant, as nginx's own modules do; nginx answers with its own
+    // page if none does. Relaying would refuse a client another rule admits.
+    if (code == 401 || code == 403) && satisfy_any(r) {
+        return Ok(Next::Phase(code as ngx_int_t));
+    }
     for (name, value) in &answer.relay_headers {
         add_response_header(r, name, value)?;
     }

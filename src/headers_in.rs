@@ -329,6 +329,26 @@ pub fn repeated_cookie<'n>(
     })
 }
 
+/// The first of `vars` (`header::header_names_in_key`) whose header the request carries
+/// more than once, if any.
+pub fn repeated_header<'n>(
+    r: &ngx_http_request_t,
+    vars: impl IntoIterator<Item = &'n [u8]>,
+) -> Option<&'n [u8]> {
+    vars.into_iter().find(|var| {
+        let mut count = 0;
+        // SAFETY: headers_in.headers is the request's live header list.
+        unsafe {
+            visit(&r.headers_in.headers, |key, _| {
+                if crate::header::header_is_variable(key, var) {
+                    count += 1;
+                }
+            })
+        };
+        count > 1
+    })
+}
+
 /// Adds a header to the request's own headers, which every upstream module forwards.
 /// Nothing is copied: `name` and `lowcase_name` live in the configuration and `value`
 /// in the request's pool (or the configuration), all longer than the request.

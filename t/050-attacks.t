@@ -200,6 +200,8 @@ X-Status: ANONYMOUS
 
 
 === TEST 7: slice: every range subrequest carries the main request's verified identity, never the client's
+--- skip_eval
+3: system("$ENV{TEST_NGINX_BINARY} -V 2>&1 | grep -q http_slice_module") != 0
 --- config
     location /slice/ {
         slice 10;
@@ -285,3 +287,77 @@ X-User: {"id":"admin"}
 GET /api/alice
 --- response_body
 user=[{"id":"alice"}]
+
+
+
+=== TEST 11: a header credential sent twice (identity_key $http_x_api_key) is refused: the key would read one copy, the user service may read the other
+--- config
+    location /keyed/ {
+        identity_request /_identity;
+        identity_key $http_x_api_key;
+        identity_cache users;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- more_headers
+X-Api-Key: victim-key
+X-Api-Key: attacker-key
+--- request
+GET /keyed/x
+--- error_code: 400
+--- response_headers
+X-Status: DENIED
+--- error_log
+identity: client sent the header read by "$http_x_api_key" more than once
+
+
+
+=== TEST 12: a user service's X-Accel-Redirect, with proxy_ignore_headers in the identity location (the documented advice), does not make another location's body the identity
+--- config
+    location = /_identity_noredirect {
+        internal;
+        proxy_ignore_headers X-Accel-Redirect;
+        proxy_pass http://127.0.0.1:MOCK_PORT$request_uri;
+    }
+    location /xaccel/ {
+        identity_request /_identity_noredirect;
+        identity_header X-User $identity;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /xaccel-target {
+        return 200 '{"id":"admin"}';
+    }
+--- more_headers
+Cookie: session=s12
+--- request
+GET /xaccel/alice
+--- response_body
+user=[{"id":"alice"}]
+
+
+
+=== TEST 13: satisfy any: a client the allow rule admits is not refused because its stale session's refusal has a body
+--- config
+    location /any-refuse/ {
+        satisfy any;
+        allow 127.0.0.1;
+        deny all;
+        identity_request /_identity_refusing;
+        identity_header X-User $identity;
+        add_header X-Status $identity_status always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /_identity_refusing {
+        internal;
+        return 401 "session expired\n";
+    }
+--- more_headers
+Cookie: session=s13
+X-User: {"id":"admin"}
+--- request
+GET /any-refuse/x
+--- response_body
+user=[]
+--- response_headers
+X-Status: DENIED

@@ -10,6 +10,7 @@ process TEST_PID is gone. The request path's first segment picks the behaviour:
   /race/NAME        before answering 200 {"id":"NAME"}, has the session refused: sends
                     GET /refuse/NAME with the request's Cookie to the gateway and waits
                     for its answer
+  /xaccel/NAME      200 {"id":"NAME"} with X-Accel-Redirect: /xaccel-target
   /refuse/NAME      401
   anything else     200 {"id":"NAME"}
 """
@@ -53,7 +54,8 @@ def serve(conn):
             conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
         body = ('{"id":"%s"}' % name).encode()
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        extra = b"X-Accel-Redirect: /xaccel-target\r\n" if mode == "xaccel" else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra +
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
     except OSError:
         pass
