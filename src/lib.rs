@@ -13,6 +13,7 @@ mod config;
 mod handler;
 mod headers_in;
 mod module;
+mod ngx_codes;
 mod purge;
 mod subrequest;
 mod variables;
