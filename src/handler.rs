@@ -33,11 +33,8 @@ use crate::module::{main_conf, module, srv_conf};
 use crate::sealed::{self, OpenError, Validity};
 use crate::subrequest;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
-const NGX_AGAIN: ngx_int_t = -2;
-const NGX_DONE: ngx_int_t = -4;
-const NGX_DECLINED: ngx_int_t = -5;
+use crate::ngx_codes::{NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK};
+
 const HTTP_UNAUTHORIZED: ngx_int_t = 401;
 const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
@@ -1076,7 +1073,7 @@ fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<Next,
     r.headers_out.status = usize::from(code);
     r.headers_out.content_length_n = answer.body.len() as i64;
     if !answer.content_type.is_empty() {
-        let ct = copy_str(r, &answer.content_type)?;
+        let ct = headers_in::copy_to_pool(r.pool, &answer.content_type)?;
         r.headers_out.content_type = ct;
         r.headers_out.content_type_len = ct.len;
     }
@@ -1109,27 +1106,13 @@ fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<Next,
     Ok(Next::Finalize(rc))
 }
 
-fn copy_str(r: &ngx_http_request_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
-    // SAFETY: the request pool outlives the response headers.
-    let data = unsafe { ngx::ffi::ngx_pnalloc(r.pool, bytes.len().max(1)) } as *mut u8;
-    if data.is_null() {
-        return Err(NoMemory);
-    }
-    // SAFETY: data has room for bytes.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
-    Ok(ngx_str_t {
-        len: bytes.len(),
-        data,
-    })
-}
-
 fn add_response_header(
     r: &mut ngx_http_request_t,
     name: &[u8],
     value: &[u8],
 ) -> Result<(), NoMemory> {
-    let key = copy_str(r, name)?;
-    let value = copy_str(r, value)?;
+    let key = headers_in::copy_to_pool(r.pool, name)?;
+    let value = headers_in::copy_to_pool(r.pool, value)?;
     // SAFETY: headers_out.headers is the request's live list of ngx_table_elt_t.
     let h = unsafe { ngx_list_push(&mut r.headers_out.headers) } as *mut ngx_table_elt_t;
     if h.is_null() {

@@ -59,8 +59,8 @@ pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
 
 /// A copy in the pool, NUL-terminated like the values nginx's parser leaves: nginx's
 /// `ngx_strncasecmp` scans of header values (`$cookie_NAME`) may read one byte past the
-/// end and stop at that NUL.
-fn copy_to_pool(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
+/// end and stop at that NUL. The nginx layer's one pool copy.
+pub fn copy_to_pool(pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<ngx_str_t, NoMemory> {
     // SAFETY: pool is the request's pool; the copy lives as long as the request.
     let data = unsafe { ngx_pnalloc(pool, bytes.len() + 1) } as *mut u8;
     if data.is_null() {

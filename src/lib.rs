@@ -2,28 +2,18 @@
 //! by asking a user service through an internal location, as nginx's `auth_request`
 //! does, but relaying its refusals and reading its body into variables.
 //!
-//! The nginx-free logic (header rules, claims, policy) lives in `header`, `claims` and
-//! `decision` and is unit tested; the FFI layer around it is compiled only for nginx.
+//! The nginx-free logic (header rules, claims, policy, cache entries, sealing) lives in
+//! the `ngx-identity-core` crate (src/core) with its unit tests; the files here are the
+//! nginx layer around it. Re-exported so the layer names it `crate::header` and so on.
 
-pub mod cache_entry;
-pub mod claims;
-pub mod decision;
-pub mod header;
-pub mod sealed;
+pub use identity_core::{cache_entry, claims, decision, header, sealed};
 
-#[cfg(not(test))]
 mod cache;
-#[cfg(not(test))]
 mod config;
-#[cfg(not(test))]
 mod handler;
-#[cfg(not(test))]
 mod headers_in;
-#[cfg(not(test))]
 mod module;
-#[cfg(not(test))]
+mod ngx_codes;
 mod purge;
-#[cfg(not(test))]
 mod subrequest;
-#[cfg(not(test))]
 mod variables;

@@ -18,6 +18,7 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::config::{self, IdentityConf, RequestUri};
 use crate::header::header_names_match;
+use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 use crate::{handler, subrequest, variables};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -272,8 +273,8 @@ extern "C" fn merge_loc_conf(
 extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes the live configuration.
     match variables::register(unsafe { &mut *cf }) {
-        Ok(()) => 0,
-        Err(()) => -1,
+        Ok(()) => NGX_OK,
+        Err(_) => NGX_ERROR,
     }
 }
 

@@ -10,7 +10,8 @@ use crate::cache_entry::key_input;
 use crate::config::zone_of;
 use crate::handler::location_conf;
 
-const NGX_OK: ngx_int_t = 0;
+use crate::ngx_codes::NGX_OK;
+
 const HTTP_NO_CONTENT: usize = 204;
 const HTTP_NOT_FOUND: ngx_int_t = 404;
 const HTTP_NOT_ALLOWED: ngx_int_t = 405;

@@ -18,9 +18,18 @@ use crate::handler::{request_ctx, RequestCtx, State};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
+use crate::ngx_codes::{NGX_ERROR, NGX_OK};
+
 const SPECIAL_RESPONSE: ngx_int_t = 300;
+
+/// Why the subrequest could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("out of memory")]
+    NoMemory,
+    #[error("ngx_http_subrequest() failed")]
+    Subrequest,
+}
 
 /// Starts the subrequest to `uri`; its completion fills `ctx.answer` and wakes `r`.
 pub fn start(
@@ -28,12 +37,12 @@ pub fn start(
     uri: &ngx_str_t,
     ctx: &RequestCtx,
     max_size: usize,
-) -> Result<(), ()> {
+) -> Result<(), StartError> {
     // SAFETY: the request pool outlives the subrequest.
     let ps = unsafe { ngx_palloc(r.pool, size_of::<ngx_http_post_subrequest_t>()) }
         as *mut ngx_http_post_subrequest_t;
     if ps.is_null() {
-        return Err(());
+        return Err(StartError::NoMemory);
     }
     // SAFETY: ps is a fresh allocation; ctx lives in the same pool.
     unsafe {
@@ -47,10 +56,10 @@ pub fn start(
     if unsafe { ngx_http_subrequest(r, &mut uri, ptr::null_mut(), &mut sr, ps, flags as _) }
         != NGX_OK
     {
-        return Err(());
+        return Err(StartError::Subrequest);
     }
     // SAFETY: on success sr is the new subrequest, not yet run.
-    let sr = unsafe { sr.as_mut() }.ok_or(())?;
+    let sr = unsafe { sr.as_mut() }.ok_or(StartError::Subrequest)?;
 
     // A GET with no body whatever the client's method: an empty body object stops the
     // upstream from reading or forwarding the client's, and the client's body and
@@ -60,11 +69,11 @@ pub fn start(
     sr.request_body = unsafe { ngx_pcalloc(r.pool, size_of::<ngx_http_request_body_t>()) }
         as *mut ngx_http_request_body_t;
     if sr.request_body.is_null() {
-        return Err(());
+        return Err(StartError::NoMemory);
     }
     // SAFETY: sr was just created and shares r's pool.
     unsafe { headers_in::give_subrequest_filtered_headers(sr, is_withheld_from_subrequest) }
-        .map_err(|_| ())?;
+        .map_err(|_| StartError::NoMemory)?;
     let hin = &mut sr.headers_in;
     hin.content_length = ptr::null_mut();
     hin.content_length_n = -1;

@@ -1,18 +1,17 @@
 //! `$identity`, `$identity_claim_NAME` and `$identity_status`.
 
-use core::ptr;
-
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
-    ngx_pnalloc, ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
+    ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
 };
 use ngx::ngx_string;
 
 use crate::decision::IdentityStatus;
 use crate::handler::{location_conf, request_ctx};
+use crate::headers_in;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
+use crate::ngx_codes::{NGX_ERROR, NGX_OK};
+
 const CLAIM_PREFIX: &str = "identity_claim_";
 
 type Getter = unsafe extern "C" fn(
@@ -21,8 +20,13 @@ type Getter = unsafe extern "C" fn(
     usize,
 ) -> ngx_int_t;
 
+/// `ngx_http_add_variable` refused a name (it has logged why).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot add variable ${0}")]
+pub struct RegisterError(String);
+
 /// Adds the variables; called from preconfiguration.
-pub fn register(cf: &mut ngx_conf_t) -> Result<(), ()> {
+pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     // All are non-cacheable: they change once the user service has answered.
     let vars: [(ngx_str_t, Getter, u32); 3] = [
         (
@@ -45,7 +49,8 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), ()> {
         // SAFETY: cf is the live configuration; nginx copies the name.
         let v = unsafe { ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t) };
         // SAFETY: a non-null result is nginx's variable entry for us to fill.
-        let v = unsafe { v.as_mut() }.ok_or(())?;
+        let v = unsafe { v.as_mut() }
+            .ok_or_else(|| RegisterError(String::from_utf8_lossy(name.as_bytes()).into_owned()))?;
         v.get_handler = Some(getter);
         v.data = 0;
     }
@@ -53,14 +58,10 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), ()> {
 }
 
 fn set_value(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, bytes: &[u8]) -> ngx_int_t {
-    // SAFETY: the request pool outlives the variable's value.
-    let data = unsafe { ngx_pnalloc(r.pool, bytes.len().max(1)) } as *mut u8;
-    if data.is_null() {
+    let Ok(copy) = headers_in::copy_to_pool(r.pool, bytes) else {
         return NGX_ERROR;
-    }
-    // SAFETY: data has room for bytes.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
-    set_static(v, data, bytes.len());
+    };
+    set_static(v, copy.data, copy.len);
     NGX_OK
 }
 

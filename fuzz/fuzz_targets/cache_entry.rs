@@ -1,18 +1,7 @@
 //! Decoding cached answers and reading Cache-Control and Vary from arbitrary bytes.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/decision.rs"]
-mod decision;
-
-#[allow(dead_code)]
-#[path = "../../src/header.rs"]
-mod header;
-
-#[allow(dead_code)]
-#[path = "../../src/cache_entry.rs"]
-mod cache_entry;
-
+use identity_core::cache_entry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,9 +1,7 @@
 //! Claim extraction from arbitrary user-service bodies.
 #![no_main]
 
-#[path = "../../src/claims.rs"]
-mod claims;
-
+use identity_core::claims;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

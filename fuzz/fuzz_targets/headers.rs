@@ -1,10 +1,7 @@
 //! Header-name matching, value checks and cookie handling on arbitrary bytes.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/header.rs"]
-mod header;
-
+use identity_core::header;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Stripping a cookie leaves no cookie of that name behind.
-    let name = b.split(|&c| c == b'=' || c == b';').next().unwrap_or_default();
+    let name = b
+        .split(|&c| c == b'=' || c == b';')
+        .next()
+        .unwrap_or_default();
     let name = name.trim_ascii();
     if !name.is_empty() && !name.contains(&b' ') && !name.contains(&b'\t') {
         let names = vec![name.to_vec()];

@@ -2,13 +2,7 @@
 //! open something it did not seal.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/claims.rs"]
-mod claims;
-#[allow(dead_code)]
-#[path = "../../src/sealed.rs"]
-mod sealed;
-
+use identity_core::sealed;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -24,7 +18,10 @@ fn ring() -> &'static sealed::KeyRing {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let validity = sealed::Validity { now: 1_800_000_000, max_age: Some(43_200) };
+    let validity = sealed::Validity {
+        now: 1_800_000_000,
+        max_age: Some(43_200),
+    };
     let _ = sealed::open(ring(), b"session", data, validity);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = sealed::KeyRing::parse(text);
@@ -32,15 +29,22 @@ fuzz_target!(|data: &[u8]| {
     // Whatever is sealed opens again, and only under its own cookie name.
     if data.len() < 512 {
         let cookie = sealed::seal(ring().sealing_key(), b"session", &[3; 12], data);
-        let any_time = sealed::Validity { now: 0, max_age: None };
+        let any_time = sealed::Validity {
+            now: 0,
+            max_age: None,
+        };
         match sealed::open(ring(), b"session", cookie.as_bytes(), any_time) {
             Ok(plain) => assert_eq!(plain, data),
             Err(e) => assert!(
                 matches!(
                     e,
-                    sealed::OpenError::NotObject | sealed::OpenError::NoExpiry | sealed::OpenError::Expired
-                        | sealed::OpenError::NotYetValid | sealed::OpenError::TooLong
-                        | sealed::OpenError::BadTime | sealed::OpenError::DuplicateClaim
+                    sealed::OpenError::NotObject
+                        | sealed::OpenError::NoExpiry
+                        | sealed::OpenError::Expired
+                        | sealed::OpenError::NotYetValid
+                        | sealed::OpenError::TooLong
+                        | sealed::OpenError::BadTime
+                        | sealed::OpenError::DuplicateClaim
                         | sealed::OpenError::IssuedInFuture
                 ),
                 "{e:?}"

@@ -1,6 +1,6 @@
 //! The README's Python sealer, run against t/sealed-vectors.json: a user service written
-//! in Python can copy it and be sure it matches the gateway. Skipped (with a note) where
-//! no Python with the `cryptography` package is installed.
+//! in Python can copy it and be sure it matches the gateway. Fails where python3 or its
+//! `cryptography` package is missing: scripts/deps.sh installs both.
 
 use std::process::Command;
 
@@ -24,21 +24,18 @@ fn readme_sealer() -> String {
     block[code_start..code_end].to_string()
 }
 
-fn python() -> Option<&'static str> {
-    ["/usr/bin/python3", "python3"].into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
 #[test]
 fn readme_python_sealer_matches_the_vectors() {
-    let Some(python) = python() else {
-        eprintln!("skipped: no python3 with the cryptography package");
-        return;
-    };
+    let python = "python3";
+    let import = Command::new(python)
+        .args(["-c", "import cryptography"])
+        .output()
+        .expect("python3 runs (scripts/deps.sh installs it)");
+    assert!(
+        import.status.success(),
+        "python3 cannot import cryptography (scripts/deps.sh installs python3-cryptography):\n{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
     let check = r#"
 import base64, json, sys
 vectors = json.loads(sys.argv[1])["vectors"]

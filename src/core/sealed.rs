@@ -340,7 +340,7 @@ fn check_validity(plain: &[u8], claims: &Claims, validity: Validity) -> Result<(
 mod tests {
     use super::*;
 
-    const VECTORS: &str = include_str!("../t/sealed-vectors.json");
+    const VECTORS: &str = include_str!("../../t/sealed-vectors.json");
 
     fn ring() -> KeyRing {
         KeyRing::parse(

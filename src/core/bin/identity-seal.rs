@@ -7,16 +7,10 @@
 //! ```
 //! Without a positional argument the input is read from standard input.
 
-#[allow(dead_code)]
-#[path = "../claims.rs"]
-mod claims;
-#[path = "../sealed.rs"]
-mod sealed;
-
 use std::io::Read;
 use std::process::ExitCode;
 
-use sealed::{KeyRing, Validity, NONCE_LEN};
+use identity_core::sealed::{self, KeyRing, Validity, NONCE_LEN};
 
 const USAGE: &str =
     "usage: identity-seal --keys FILE [--cookie NAME] [--open] [--nonce HEX] [INPUT]";

@@ -1,0 +1,12 @@
+//! nginx's return codes as `ngx_int_t`, declared once for the nginx layer: nginx-sys's
+//! bindings give them mixed types (`NGX_OK` is a `u32`, the others `i32`), `ngx::core::Status`
+//! wraps them in a type that cannot be matched on.
+
+use ngx::core::Status;
+use ngx::ffi::ngx_int_t;
+
+pub const NGX_OK: ngx_int_t = Status::NGX_OK.0;
+pub const NGX_ERROR: ngx_int_t = Status::NGX_ERROR.0;
+pub const NGX_AGAIN: ngx_int_t = Status::NGX_AGAIN.0;
+pub const NGX_DONE: ngx_int_t = Status::NGX_DONE.0;
+pub const NGX_DECLINED: ngx_int_t = Status::NGX_DECLINED.0;
