@@ -19,6 +19,11 @@ export TEST_NGINX_USE_VALGRIND="--tool=memcheck --leak-check=full --show-possibl
 export TEST_NGINX_RANDOMIZE=1
 # Requests wait on nginx under valgrind: give them time.
 export TEST_NGINX_SERVROOT=$logs/servroot
+# Test::Nginx's own client retries while a slow nginx starts; the curl it runs for HTTP/2
+# blocks does not, unless told so here (curl reads $CURL_HOME/.curlrc).
+export CURL_HOME=$logs/curl
+mkdir -p "$CURL_HOME"
+printf 'retry = 20\nretry-connrefused\nretry-delay = 1\n' >"$CURL_HOME/.curlrc"
 timeout=${TEST_NGINX_TIMEOUT:-10}
 status=0
 
