@@ -10,10 +10,17 @@ pub use identity_core::{cache_entry, claims, decision, header, sealed};
 
 mod cache;
 mod config;
+#[macro_use]
+mod declare;
+mod directives;
 mod handler;
 mod headers_in;
+mod merge;
 mod module;
 mod ngx_codes;
+mod parsers;
+mod protected_names;
 mod purge;
+mod sealed_keys;
 mod subrequest;
 mod variables;

@@ -1,0 +1,426 @@
+//! The parsers of the `identity_*` directives (declared in `directives.rs`): each reads
+//! the directive's arguments into the location configuration, or says why not.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_shared_memory_add, ngx_str_t,
+};
+
+use crate::cache::{init_zone, CacheZone};
+use crate::cache_entry::{parse_status_range, ValidRule};
+use crate::config::{
+    CacheSetting, ConfigError, IdentityConf, IdentityHeader, KeyDef, MergeError, RequestUri,
+    Sealed, SealedCookie, ZoneRef,
+};
+use crate::decision::OnError;
+use crate::header::{header_names_match, is_valid_header_name};
+use crate::module::{allocate_in_pool, module};
+
+/// `identity_key` when no level sets it.
+const DEFAULT_KEY: &str = "$cookie_session";
+
+/// The default `identity_key`, compiled (once per server that needs it).
+pub fn default_key(cf: &mut ngx_conf_t) -> Result<KeyDef, MergeError> {
+    let value = compile_complex_value(cf, DEFAULT_KEY.as_bytes()).map_err(|source| {
+        MergeError::DefaultKey {
+            key: DEFAULT_KEY,
+            source,
+        }
+    })?;
+    Ok(KeyDef {
+        value,
+        source: DEFAULT_KEY.as_bytes().to_vec(),
+    })
+}
+
+/// The arguments of the directive being parsed, the directive's own name first.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, with `args` an array of `ngx_str_t`.
+pub unsafe fn args(cf: &ngx_conf_t) -> &[ngx_str_t] {
+    // SAFETY: nginx fills cf->args with ngx_str_t values for the current directive.
+    unsafe { (*cf.args).as_slice() }
+}
+
+pub fn text(s: &ngx_str_t) -> String {
+    String::from_utf8_lossy(s.as_bytes()).into_owned()
+}
+
+fn compile_complex_value(
+    cf: &mut ngx_conf_t,
+    source: &[u8],
+) -> Result<*mut ngx_http_complex_value_t, ConfigError> {
+    // SAFETY: cf->pool is the configuration pool; the results live as long as the config.
+    let cv = unsafe { ngx_pcalloc(cf.pool, size_of::<ngx_http_complex_value_t>()) }
+        as *mut ngx_http_complex_value_t;
+    // SAFETY: as above; a copy of the source because nginx keeps pointers into it.
+    let data = unsafe { ngx_pcalloc(cf.pool, source.len().max(1)) } as *mut u8;
+    // SAFETY: as above.
+    let value = unsafe { ngx_pcalloc(cf.pool, size_of::<ngx_str_t>()) } as *mut ngx_str_t;
+    if cv.is_null() || data.is_null() || value.is_null() {
+        return Err(ConfigError::NoMemory);
+    }
+    // SAFETY: data has room for source.len() bytes; value points to a zeroed ngx_str_t.
+    unsafe {
+        ptr::copy_nonoverlapping(source.as_ptr(), data, source.len());
+        (*value).data = data;
+        (*value).len = source.len();
+    }
+    // SAFETY: an all-zero compile request is valid; the fields we need are set below.
+    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+    // SAFETY: ccv is fully initialised; nginx logs "unknown variable" itself on failure.
+    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != 0 {
+        return Err(ConfigError::ComplexValue);
+    }
+    Ok(cv)
+}
+
+fn on_off(value: &ngx_str_t) -> Result<bool, ConfigError> {
+    match value.as_bytes() {
+        v if v.eq_ignore_ascii_case(b"on") => Ok(true),
+        v if v.eq_ignore_ascii_case(b"off") => Ok(false),
+        _ => Err(ConfigError::InvalidValue(
+            text(value),
+            "it must be \"on\" or \"off\"",
+        )),
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), ConfigError> {
+    if slot.is_some() {
+        return Err(ConfigError::Duplicate);
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+pub fn request(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let setting = if value.as_bytes() == b"off" {
+        RequestUri::Off
+    } else if value.as_bytes().first() == Some(&b'/') {
+        RequestUri::Uri(value)
+    } else {
+        return Err(ConfigError::InvalidValue(
+            text(&value),
+            "it must be \"off\" or a URI starting with \"/\"",
+        ));
+    };
+    set_once(&mut conf.request, setting)
+}
+
+pub fn key(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // Checked before compiling, which may log errors of its own.
+    if conf.key_def.is_some() {
+        return Err(ConfigError::Duplicate);
+    }
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let compiled = compile_complex_value(cf, value.as_bytes())?;
+    set_once(
+        &mut conf.key_def,
+        KeyDef {
+            value: compiled,
+            source: value.as_bytes().to_vec(),
+        },
+    )
+}
+
+pub fn header(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let (name, value) = unsafe {
+        let a = args(cf);
+        (a[1], a[2])
+    };
+    if !is_valid_header_name(name.as_bytes()) {
+        return Err(ConfigError::HeaderName(text(&name)));
+    }
+    let headers = conf.headers.get_or_insert_with(Vec::new);
+    if headers
+        .iter()
+        .any(|h| header_names_match(&h.name, name.as_bytes()))
+    {
+        return Err(ConfigError::InvalidValue(
+            text(&name),
+            "this header is already set by an identity_header at this level",
+        ));
+    }
+    let cv = compile_complex_value(cf, value.as_bytes())?;
+    let headers = conf.headers.get_or_insert_with(Vec::new);
+    headers.push(IdentityHeader {
+        name: name.as_bytes().to_vec(),
+        lowcase_name: name.as_bytes().to_ascii_lowercase(),
+        value: cv,
+    });
+    Ok(())
+}
+
+pub fn strip(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let name = unsafe { args(cf) }[1];
+    if !is_valid_header_name(name.as_bytes()) {
+        return Err(ConfigError::HeaderName(text(&name)));
+    }
+    conf.strip
+        .get_or_insert_with(Vec::new)
+        .push(name.as_bytes().to_vec());
+    Ok(())
+}
+
+pub fn anonymous(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = on_off(&unsafe { args(cf) }[1])?;
+    set_once(&mut conf.anonymous, value)
+}
+
+pub fn strip_cookie(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = on_off(&unsafe { args(cf) }[1])?;
+    set_once(&mut conf.strip_cookie, value)
+}
+
+pub fn on_error(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let setting = match value.as_bytes() {
+        b"pass" => OnError::Pass,
+        v => match core::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+        {
+            Some(code) if (400..=599).contains(&code) => OnError::Respond(code),
+            _ => {
+                return Err(ConfigError::InvalidValue(
+                    text(&value),
+                    "it must be \"pass\" or a status code from 400 to 599",
+                ))
+            }
+        },
+    };
+    set_once(&mut conf.on_error, setting)
+}
+
+pub fn max_size(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let mut value = unsafe { args(cf) }[1];
+    // SAFETY: ngx_parse_size only reads value.
+    let size = unsafe { ngx_parse_size(&mut value) };
+    if size <= 0 || size > 1024 * 1024 {
+        return Err(ConfigError::InvalidValue(
+            text(&value),
+            "it must be a size from 1 to 1m",
+        ));
+    }
+    set_once(&mut conf.max_size, size as usize)
+}
+
+/// A zone by name; created with size 0 when not (yet) defined, as nginx's own modules do,
+/// and nginx refuses to start if no `identity_cache_zone` gives it a size.
+fn zone_named(cf: &mut ngx_conf_t, name: &ngx_str_t) -> Result<ZoneRef, ConfigError> {
+    let mut name = *name;
+    // SAFETY: cf is live; the tag is this module, so names cannot collide with others'.
+    let shm =
+        unsafe { ngx_shared_memory_add(cf, &mut name, 0, module() as *const _ as *mut c_void) };
+    if shm.is_null() {
+        return Err(ConfigError::NoMemory);
+    }
+    Ok(ZoneRef(shm))
+}
+
+fn parse_seconds(value: &ngx_str_t) -> Result<u32, ConfigError> {
+    let mut v = *value;
+    // SAFETY: ngx_parse_time only reads v.
+    let secs = unsafe { ngx_parse_time(&mut v, 1) };
+    u32::try_from(secs)
+        .map_err(|_| ConfigError::InvalidValue(text(value), "it must be a time such as 60s or 10m"))
+}
+
+pub fn cache_zone(cf: &mut ngx_conf_t, _conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let bytes = value.as_bytes();
+    let invalid =
+        || ConfigError::InvalidValue(text(&value), "it must be name:size, e.g. users:32m");
+    let colon = bytes.iter().position(|&b| b == b':').ok_or_else(invalid)?;
+    if colon == 0 {
+        return Err(invalid());
+    }
+    let mut size_str = ngx_str_t {
+        len: bytes.len() - colon - 1,
+        // SAFETY: within value's bytes.
+        data: unsafe { value.data.add(colon + 1) },
+    };
+    // SAFETY: ngx_parse_size only reads size_str.
+    let size = unsafe { ngx_parse_size(&mut size_str) };
+    if size < 64 * 1024 {
+        return Err(ConfigError::InvalidValue(
+            text(&value),
+            "the zone size must be at least 64k",
+        ));
+    }
+    let mut name = ngx_str_t {
+        len: colon,
+        data: value.data,
+    };
+    // SAFETY: cf is live; the tag is this module.
+    let shm = unsafe {
+        ngx_shared_memory_add(
+            cf,
+            &mut name,
+            size as usize,
+            module() as *const _ as *mut c_void,
+        )
+    };
+    // SAFETY: a non-null result is nginx's zone entry.
+    let Some(shm) = (unsafe { shm.as_mut() }) else {
+        return Err(ConfigError::NoMemory);
+    };
+    if !shm.data.is_null() {
+        return Err(ConfigError::DuplicateZone(text(&name)));
+    }
+    let zone = CacheZone::new(text(&name), shm);
+    let data = allocate_in_pool(cf.pool, zone);
+    if data.is_null() {
+        return Err(ConfigError::NoMemory);
+    }
+    shm.data = data;
+    shm.init = Some(init_zone);
+    Ok(())
+}
+
+pub fn cache(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let zone = if value.as_bytes() == b"off" {
+        CacheSetting::Off
+    } else {
+        CacheSetting::Zone(zone_named(cf, &value)?)
+    };
+    set_once(&mut conf.cache, zone)
+}
+
+pub fn cache_valid(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let a = unsafe { args(cf) };
+    let ttl = parse_seconds(&a[a.len() - 1])?;
+    let codes = &a[1..a.len() - 1];
+    let rules = conf.cache_valid.get_or_insert_with(Vec::new);
+    if codes.is_empty() {
+        rules.push(ValidRule {
+            min: 200,
+            max: 299,
+            ttl,
+        });
+    }
+    for code in codes {
+        let (min, max) = core::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(parse_status_range)
+            .ok_or_else(|| {
+                ConfigError::InvalidValue(
+                    text(code),
+                    "it must be a status from 100 to 499, 1xx to 4xx, or \"any\" (5xx is never cached)",
+                )
+            })?;
+        rules.push(ValidRule { min, max, ttl });
+    }
+    Ok(())
+}
+
+pub fn cache_use_stale(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let secs = if value.as_bytes() == b"off" {
+        0
+    } else {
+        parse_seconds(&value)?
+    };
+    set_once(&mut conf.cache_use_stale, secs)
+}
+
+pub fn cache_lock(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let value = on_off(&unsafe { args(cf) }[1])?;
+    set_once(&mut conf.cache_lock, value)
+}
+
+pub fn cache_lock_timeout(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let mut value = unsafe { args(cf) }[1];
+    let original = value;
+    // SAFETY: ngx_parse_time only reads value.
+    let ms = unsafe { ngx_parse_time(&mut value, 0) };
+    let ms = u64::try_from(ms).ok().filter(|&ms| ms > 0).ok_or_else(|| {
+        ConfigError::InvalidValue(text(&original), "it must be a time such as 5s or 500ms")
+    })?;
+    set_once(&mut conf.cache_lock_timeout_ms, ms)
+}
+
+pub fn cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    if conf.purge.is_some() {
+        return Err(ConfigError::Duplicate);
+    }
+    // SAFETY: called by nginx while parsing this directive.
+    let value = unsafe { args(cf) }[1];
+    let zone = zone_named(cf, &value)?;
+    set_once(&mut conf.purge, zone)?;
+    // SAFETY: in a location, cf->ctx is its ngx_http_conf_ctx_t with the core loc conf.
+    unsafe {
+        let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
+        let clcf =
+            *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
+        (*clcf).handler = Some(crate::purge::purge_handler);
+    }
+    Ok(())
+}
+
+pub fn sealed(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+    // SAFETY: called by nginx while parsing this directive.
+    let a = unsafe { args(cf) };
+    let name = a[1];
+    if name.as_bytes() == b"off" {
+        if a.len() > 2 {
+            return Err(ConfigError::InvalidValue(
+                text(&a[2]),
+                "\"off\" takes no parameter",
+            ));
+        }
+        return set_once(&mut conf.sealed, Sealed::Off);
+    }
+    if !is_valid_header_name(name.as_bytes()) {
+        return Err(ConfigError::InvalidValue(
+            text(&name),
+            "it must be a cookie name",
+        ));
+    }
+    let mut max_age = None;
+    if let Some(param) = a.get(2) {
+        let value = param
+            .as_bytes()
+            .strip_prefix(b"max_age=")
+            .ok_or(ConfigError::InvalidValue(
+                text(param),
+                "the parameter must be max_age=<time>",
+            ))?;
+        let value = ngx_str_t {
+            len: value.len(),
+            data: value.as_ptr() as *mut u8,
+        };
+        max_age = Some(i64::from(parse_seconds(&value)?));
+    }
+    set_once(
+        &mut conf.sealed,
+        Sealed::Cookie(SealedCookie {
+            name: name.as_bytes().to_vec(),
+            max_age,
+        }),
+    )
+}
