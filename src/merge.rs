@@ -2,7 +2,8 @@
 //! inheritance (`directives.rs`), then what is computed from it and the checks that
 //! `nginx -t` reports.
 
-use ngx::ffi::{ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_module};
+use ngx::ffi::{ngx_conf_t, ngx_http_core_srv_conf_t};
+use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use crate::config::{IdentityConf, MergeError};
 use crate::header::{cookie_names_in_key, header_names_in_key, header_names_match};
@@ -17,21 +18,14 @@ use crate::header::{cookie_names_in_key, header_names_in_key, header_names_match
 /// `ngx_http_conf_ctx_t` whose srv_conf is that server's, and the core module's main
 /// conf holds every `listen` of the http block.
 unsafe fn server_identity(cf: &ngx_conf_t) -> Vec<u8> {
-    // SAFETY: per the caller.
-    let (cscf, cmcf) = unsafe {
-        let ctx = &*(cf.ctx as *const ngx_http_conf_ctx_t);
-        (
-            *ctx.srv_conf.add(ngx_http_core_module.ctx_index)
-                as *const ngx::ffi::ngx_http_core_srv_conf_t,
-            &*(*ctx.main_conf.add(ngx_http_core_module.ctx_index)
-                as *const ngx::ffi::ngx_http_core_main_conf_t),
-        )
-    };
+    let server = NgxHttpCoreModule::server_conf(cf);
+    let cscf = server.map_or(core::ptr::null(), |c| c as *const ngx_http_core_srv_conf_t);
     let mut listens: Vec<&[u8]> = Vec::new();
     // SAFETY: ports is null or an array of ngx_http_conf_port_t, each with an array of
     // ngx_http_conf_addr_t whose servers are core server confs; all live in cf's pool.
     unsafe {
-        if let Some(ports) = cmcf.ports.as_ref() {
+        let cmcf = NgxHttpCoreModule::main_conf(cf);
+        if let Some(ports) = cmcf.and_then(|c| c.ports.as_ref()) {
             let ports = core::slice::from_raw_parts(
                 ports.elts as *const ngx::ffi::ngx_http_conf_port_t,
                 ports.nelts,
@@ -43,7 +37,7 @@ unsafe fn server_identity(cf: &ngx_conf_t) -> Vec<u8> {
                 );
                 for addr in addrs {
                     let servers = core::slice::from_raw_parts(
-                        addr.servers.elts as *const *const ngx::ffi::ngx_http_core_srv_conf_t,
+                        addr.servers.elts as *const *const ngx_http_core_srv_conf_t,
                         addr.servers.nelts,
                     );
                     if servers.contains(&cscf) {
@@ -55,8 +49,7 @@ unsafe fn server_identity(cf: &ngx_conf_t) -> Vec<u8> {
     }
     listens.sort_unstable();
     listens.dedup();
-    // SAFETY: a non-null cscf is the server's core conf.
-    let name = unsafe { cscf.as_ref() }.map_or(&[][..], |c| c.server_name.as_bytes());
+    let name = server.map_or(&[][..], |c| c.server_name.as_bytes());
     let mut out =
         Vec::with_capacity(name.len() + 1 + listens.iter().map(|l| l.len() + 1).sum::<usize>());
     out.extend_from_slice(name);

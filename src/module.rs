@@ -5,11 +5,13 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_main_conf_t,
-    ngx_http_core_module, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_POST_READ_PHASE,
     ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
     NGX_LOG_EMERG,
+};
+use ngx::http::{
+    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
 };
 use ngx::ngx_conf_log_error;
 
@@ -33,26 +35,50 @@ pub struct SrvConf {
     pub protected: Vec<Vec<u8>>,
 }
 
+/// This module, for the `ngx` crate's typed access to its configurations
+/// (`IdentityModule::main_conf(cf)`, `::server_conf(r)`, `::location_conf(...)`).
+pub struct IdentityModule;
+
+impl HttpModule for IdentityModule {
+    fn module() -> &'static ngx_module_t {
+        module()
+    }
+}
+
+// SAFETY: create_main_conf allocates a MainConf in every http block's main_conf slot.
+unsafe impl HttpModuleMainConf for IdentityModule {
+    type MainConf = MainConf;
+}
+
+// SAFETY: create_srv_conf allocates a SrvConf in every srv_conf slot.
+unsafe impl HttpModuleServerConf for IdentityModule {
+    type ServerConf = SrvConf;
+}
+
+// SAFETY: create_loc_conf allocates an IdentityConf in every loc_conf slot.
+unsafe impl HttpModuleLocationConf for IdentityModule {
+    type LocationConf = IdentityConf;
+}
+
+/// What a request reads if a slot were ever empty (nginx always fills them).
+static NO_SRV_CONF: SrvConf = SrvConf {
+    protected: Vec::new(),
+};
+static NO_MAIN_CONF: MainConf = MainConf { keyring: None };
+
 /// This module's configuration for the server `r` is in.
 pub fn srv_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a SrvConf {
-    // SAFETY: every request has its server's srv_conf array with this module's slot.
-    unsafe { &*(*r.srv_conf.add(module().ctx_index) as *const SrvConf) }
+    IdentityModule::server_conf(r).unwrap_or(&NO_SRV_CONF)
 }
 
 /// This module's http-level configuration, for a request.
 pub fn main_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a MainConf {
-    // SAFETY: every request has its http block's main conf array with this module's slot.
-    unsafe { &*(*r.main_conf.add(module().ctx_index) as *const MainConf) }
+    IdentityModule::main_conf(r).unwrap_or(&NO_MAIN_CONF)
 }
 
-/// This module's http-level configuration, while parsing.
+/// This module's http-level configuration, while parsing inside http{}.
 pub fn main_conf_of<'a>(cf: &ngx_conf_t) -> Option<&'a mut MainConf> {
-    // SAFETY: inside http{}, cf->ctx is an ngx_http_conf_ctx_t whose main_conf array has
-    // this module's slot, created by create_main_conf.
-    unsafe {
-        let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
-        (*(*ctx).main_conf.add(module().ctx_index) as *mut MainConf).as_mut()
-    }
+    IdentityModule::main_conf_mut(cf)
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
@@ -153,11 +179,9 @@ extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    // SAFETY: nginx passes the live configuration; its ctx is the http block's.
-    let cmcf = unsafe {
-        let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
-        &mut *(*(*ctx).main_conf.add(ngx_http_core_module.ctx_index)
-            as *mut ngx_http_core_main_conf_t)
+    // SAFETY: nginx passes the live configuration of the http block.
+    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
+        return NGX_ERROR;
     };
     let handlers: [(u32, ngx_http_handler_pt); 3] = [
         // Post-read runs once, for the main request only, before any location is chosen.
@@ -180,13 +204,13 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: a phase's handler array is a live ngx_array_t of handler pointers.
         let slot = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
         if slot.is_null() {
-            return -1;
+            return NGX_ERROR;
         }
         // SAFETY: slot is a fresh element of that array.
         unsafe { *slot = h };
     }
     subrequest::install_body_filter();
-    0
+    NGX_OK
 }
 
 /// Before merging, every server's location tree is still a plain queue: check there that

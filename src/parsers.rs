@@ -6,9 +6,11 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_shared_memory_add, ngx_str_t,
+    ngx_http_complex_value_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_shared_memory_add,
+    ngx_str_t,
 };
+
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
 use crate::cache::{init_zone, CacheZone};
 use crate::cache_entry::{parse_status_range, ValidRule};
@@ -372,13 +374,9 @@ pub fn cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), C
     let value = unsafe { args(cf) }[1];
     let zone = zone_named(cf, &value)?;
     set_once(&mut conf.purge, zone)?;
-    // SAFETY: in a location, cf->ctx is its ngx_http_conf_ctx_t with the core loc conf.
-    unsafe {
-        let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
-        let clcf =
-            *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
-        (*clcf).handler = Some(crate::purge::purge_handler);
-    }
+    // In a location, cf->ctx holds the location's core conf: its content handler.
+    let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfigError::NoMemory)?;
+    clcf.handler = Some(crate::purge::purge_handler);
     Ok(())
 }
 

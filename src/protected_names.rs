@@ -5,13 +5,16 @@
 use core::ffi::c_void;
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_main_conf_t,
-    ngx_http_core_module, ngx_http_core_srv_conf_t, ngx_http_location_queue_t, ngx_queue_t,
+    ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_core_srv_conf_t, ngx_http_location_queue_t,
+    ngx_queue_t,
+};
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
 };
 
 use crate::config::{IdentityConf, RequestUri};
 use crate::header::header_names_match;
-use crate::module::{module, SrvConf};
+use crate::module::{module, IdentityModule};
 
 /// An `identity_request` URI that no location of a server using it serves.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +31,6 @@ pub struct UnservedRequestUri {
 unsafe fn identity_conf<'a>(loc_conf: *mut *mut c_void) -> &'a IdentityConf {
     // SAFETY: every level has this module's conf, created by create_loc_conf.
     unsafe { &*(*loc_conf.add(module().ctx_index) as *const IdentityConf) }
-}
-
-/// # Safety
-/// `loc_conf` is an nginx `loc_conf` array of a fully parsed http block.
-unsafe fn core_conf<'a>(loc_conf: *mut *mut c_void) -> &'a ngx_http_core_loc_conf_t {
-    // SAFETY: every level has the core module's location conf.
-    unsafe { &*(*loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t) }
 }
 
 /// The locations directly inside `clcf`.
@@ -110,31 +106,41 @@ fn add_names(conf: &IdentityConf, names: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// Every server{} of the http block `cf` is parsing.
+fn servers<'a>(cf: &ngx_conf_t) -> Vec<&'a ngx_http_core_srv_conf_t> {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf(cf) else {
+        return Vec::new();
+    };
+    // SAFETY: after parsing, cmcf->servers is an array of server conf pointers.
+    let servers: &[*mut ngx_http_core_srv_conf_t] = unsafe { cmcf.servers.as_slice() };
+    // SAFETY: each is a live server conf of this configuration.
+    servers
+        .iter()
+        .filter_map(|&s| unsafe { s.as_ref() })
+        .collect()
+}
+
 /// Fills each server's `SrvConf::protected` with the names the module protects at the
 /// http level, the server level and in any location of the server.
 ///
 /// # Safety
 /// `cf` is the http block's configuration during `init_main_conf` (parsed, not merged).
 pub unsafe fn collect_protected_names(cf: &mut ngx_conf_t) {
-    // SAFETY: per the caller.
-    let http_ctx = unsafe { &*(cf.ctx as *const ngx_http_conf_ctx_t) };
-    // SAFETY: the core main conf and its servers array are complete after parsing.
-    let servers: &[*mut ngx_http_core_srv_conf_t] = unsafe {
-        let cmcf = &*(*http_ctx.main_conf.add(ngx_http_core_module.ctx_index)
-            as *const ngx_http_core_main_conf_t);
-        cmcf.servers.as_slice()
-    };
-    for &cscf in servers {
+    let http_level = IdentityModule::location_conf(cf);
+    for cscf in servers(cf) {
         let mut names = Vec::new();
-        // SAFETY: the http level's loc_conf array is complete.
-        add_names(unsafe { identity_conf(http_ctx.loc_conf) }, &mut names);
-        // SAFETY: each server conf has a ctx with its own srv_conf and loc_conf arrays,
-        // with this module's slots created by create_srv_conf and create_loc_conf.
-        unsafe {
-            let ctx = &*(*cscf).ctx;
-            add_names(identity_conf(ctx.loc_conf), &mut names);
-            collect_names(core_conf(ctx.loc_conf), &mut names);
-            (*(*ctx.srv_conf.add(module().ctx_index) as *mut SrvConf)).protected = names;
+        if let Some(conf) = http_level {
+            add_names(conf, &mut names);
+        }
+        if let Some(conf) = IdentityModule::location_conf(cscf) {
+            add_names(conf, &mut names);
+        }
+        if let Some(core) = NgxHttpCoreModule::location_conf(cscf) {
+            // SAFETY: per the caller, the server's location tree is parsed, not merged.
+            unsafe { collect_names(core, &mut names) };
+        }
+        if let Some(srv) = IdentityModule::server_conf_mut(cscf) {
+            srv.protected = names;
         }
     }
 }
@@ -153,22 +159,14 @@ fn served_by_own_location(uri: &[u8], locations: &[&ngx_http_core_loc_conf_t]) -
 }
 
 pub fn check_request_locations(cf: &mut ngx_conf_t) -> Result<(), UnservedRequestUri> {
-    // SAFETY: cf->ctx is the http block's ngx_http_conf_ctx_t during init_main_conf.
-    let http_ctx = unsafe { &*(cf.ctx as *const ngx_http_conf_ctx_t) };
-    // SAFETY: as above.
-    let http_level = unsafe { identity_conf(http_ctx.loc_conf) }.request.clone();
-    // SAFETY: the core main conf and its servers array are complete after parsing.
-    let servers: &[*mut ngx_http_core_srv_conf_t] = unsafe {
-        let cmcf = &*(*http_ctx.main_conf.add(ngx_http_core_module.ctx_index)
-            as *const ngx_http_core_main_conf_t);
-        cmcf.servers.as_slice()
-    };
-    for &cscf in servers {
-        // SAFETY: each server conf has a ctx with its own loc_conf array.
-        let srv_loc_conf = unsafe { (*(*cscf).ctx).loc_conf };
-        // SAFETY: as above.
-        let (srv_identity, srv_core) =
-            unsafe { (identity_conf(srv_loc_conf), core_conf(srv_loc_conf)) };
+    let http_level = IdentityModule::location_conf(cf).and_then(|c| c.request.clone());
+    for cscf in servers(cf) {
+        let (Some(srv_identity), Some(srv_core)) = (
+            IdentityModule::location_conf(cscf),
+            NgxHttpCoreModule::location_conf(cscf),
+        ) else {
+            continue;
+        };
         let inherited = srv_identity.request.as_ref().or(http_level.as_ref());
         let mut all = Vec::new();
         let mut needs = Vec::new();
