@@ -123,8 +123,9 @@ const fn command(
     }
 }
 
-/// A location directive's parser: reads `cf`'s arguments into the conf.
-type Parser = fn(&mut ngx_conf_t, &mut IdentityConf) -> Result<(), ConfigError>;
+/// A location directive's parser: reads the directive's arguments (its own name first)
+/// into the conf.
+type Parser = fn(&mut ngx_conf_t, &mut IdentityConf, &[ngx_str_t]) -> Result<(), ConfigError>;
 
 /// Turns nginx's directive callback into a call of a safe parser, and its error into
 /// an `nginx -t` message naming the directive.
@@ -135,9 +136,11 @@ type Parser = fn(&mut ngx_conf_t, &mut IdentityConf) -> Result<(), ConfigError>;
 unsafe fn run_directive(cf: *mut ngx_conf_t, conf: *mut c_void, parse: Parser) -> *mut c_char {
     // SAFETY: nginx passes the live parser state and this module's location conf.
     let (cf_ref, conf) = unsafe { (&mut *cf, &mut *(conf as *mut IdentityConf)) };
-    // SAFETY: args[0] is the directive's name.
-    let directive = text(&unsafe { args(cf_ref) }[0]);
-    match parse(cf_ref, conf) {
+    // A copy, so the parser may use cf mutably while reading them.
+    // SAFETY: nginx is parsing this directive: cf->args holds its words.
+    let words = unsafe { args(cf_ref) }.to_vec();
+    let directive = words.first().map(text).unwrap_or_default();
+    match parse(cf_ref, conf, &words) {
         Ok(()) => ngx::core::NGX_CONF_OK,
         // nginx has logged why (e.g. an unknown variable).
         Err(ConfigError::ComplexValue) => ngx::core::NGX_CONF_ERROR,

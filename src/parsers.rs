@@ -103,9 +103,12 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), ConfigError> {
     Ok(())
 }
 
-pub fn request(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+pub fn request(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = a[1];
     let setting = if value.as_bytes() == b"off" {
         RequestUri::Off
     } else if value.as_bytes().first() == Some(&b'/') {
@@ -119,13 +122,16 @@ pub fn request(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), Confi
     set_once(&mut conf.request, setting)
 }
 
-pub fn key(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+pub fn key(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
     // Checked before compiling, which may log errors of its own.
     if conf.key_def.is_some() {
         return Err(ConfigError::Duplicate);
     }
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+    let value = a[1];
     let compiled = compile_complex_value(cf, value.as_bytes())?;
     set_once(
         &mut conf.key_def,
@@ -136,12 +142,12 @@ pub fn key(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigErr
     )
 }
 
-pub fn header(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let (name, value) = unsafe {
-        let a = args(cf);
-        (a[1], a[2])
-    };
+pub fn header(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let (name, value) = (a[1], a[2]);
     if !is_valid_header_name(name.as_bytes()) {
         return Err(ConfigError::HeaderName(text(&name)));
     }
@@ -165,9 +171,12 @@ pub fn header(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), Config
     Ok(())
 }
 
-pub fn strip(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let name = unsafe { args(cf) }[1];
+pub fn strip(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let name = a[1];
     if !is_valid_header_name(name.as_bytes()) {
         return Err(ConfigError::HeaderName(text(&name)));
     }
@@ -177,21 +186,30 @@ pub fn strip(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigE
     Ok(())
 }
 
-pub fn anonymous(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = on_off(&unsafe { args(cf) }[1])?;
+pub fn anonymous(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = on_off(&a[1])?;
     set_once(&mut conf.anonymous, value)
 }
 
-pub fn strip_cookie(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = on_off(&unsafe { args(cf) }[1])?;
+pub fn strip_cookie(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = on_off(&a[1])?;
     set_once(&mut conf.strip_cookie, value)
 }
 
-pub fn on_error(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+pub fn on_error(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = a[1];
     let setting = match value.as_bytes() {
         b"pass" => OnError::Pass,
         v => match core::str::from_utf8(v)
@@ -210,9 +228,12 @@ pub fn on_error(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), Conf
     set_once(&mut conf.on_error, setting)
 }
 
-pub fn max_size(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let mut value = unsafe { args(cf) }[1];
+pub fn max_size(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let mut value = a[1];
     // SAFETY: ngx_parse_size only reads value.
     let size = unsafe { ngx_parse_size(&mut value) };
     if size <= 0 || size > 1024 * 1024 {
@@ -245,9 +266,12 @@ fn parse_seconds(value: &ngx_str_t) -> Result<u32, ConfigError> {
         .map_err(|_| ConfigError::InvalidValue(text(value), "it must be a time such as 60s or 10m"))
 }
 
-pub fn cache_zone(cf: &mut ngx_conf_t, _conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+pub fn cache_zone(
+    cf: &mut ngx_conf_t,
+    _conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = a[1];
     let bytes = value.as_bytes();
     let invalid =
         || ConfigError::InvalidValue(text(&value), "it must be name:size, e.g. users:32m");
@@ -298,9 +322,12 @@ pub fn cache_zone(cf: &mut ngx_conf_t, _conf: &mut IdentityConf) -> Result<(), C
     Ok(())
 }
 
-pub fn cache(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+pub fn cache(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = a[1];
     let zone = if value.as_bytes() == b"off" {
         CacheSetting::Off
     } else {
@@ -309,9 +336,11 @@ pub fn cache(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigE
     set_once(&mut conf.cache, zone)
 }
 
-pub fn cache_valid(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let a = unsafe { args(cf) };
+pub fn cache_valid(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
     let ttl = parse_seconds(&a[a.len() - 1])?;
     let codes = &a[1..a.len() - 1];
     let rules = conf.cache_valid.get_or_insert_with(Vec::new);
@@ -337,9 +366,12 @@ pub fn cache_valid(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), C
     Ok(())
 }
 
-pub fn cache_use_stale(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+pub fn cache_use_stale(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = a[1];
     let secs = if value.as_bytes() == b"off" {
         0
     } else {
@@ -348,15 +380,21 @@ pub fn cache_use_stale(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(
     set_once(&mut conf.cache_use_stale, secs)
 }
 
-pub fn cache_lock(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let value = on_off(&unsafe { args(cf) }[1])?;
+pub fn cache_lock(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let value = on_off(&a[1])?;
     set_once(&mut conf.cache_lock, value)
 }
 
-pub fn cache_lock_timeout(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let mut value = unsafe { args(cf) }[1];
+pub fn cache_lock_timeout(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let mut value = a[1];
     let original = value;
     // SAFETY: ngx_parse_time only reads value.
     let ms = unsafe { ngx_parse_time(&mut value, 0) };
@@ -366,12 +404,15 @@ pub fn cache_lock_timeout(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Resul
     set_once(&mut conf.cache_lock_timeout_ms, ms)
 }
 
-pub fn cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
+pub fn cache_purge(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
     if conf.purge.is_some() {
         return Err(ConfigError::Duplicate);
     }
-    // SAFETY: called by nginx while parsing this directive.
-    let value = unsafe { args(cf) }[1];
+    let value = a[1];
     let zone = zone_named(cf, &value)?;
     set_once(&mut conf.purge, zone)?;
     // In a location, cf->ctx holds the location's core conf: its content handler.
@@ -380,9 +421,11 @@ pub fn cache_purge(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), C
     Ok(())
 }
 
-pub fn sealed(cf: &mut ngx_conf_t, conf: &mut IdentityConf) -> Result<(), ConfigError> {
-    // SAFETY: called by nginx while parsing this directive.
-    let a = unsafe { args(cf) };
+pub fn sealed(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
     let name = a[1];
     if name.as_bytes() == b"off" {
         if a.len() > 2 {
