@@ -29,13 +29,28 @@ ln -sf "$top/build/modules/ngx_http_identity_module.so" "$prefix/modules/"
 "$nginx" -p "$prefix/" -c "$conf"
 sleep 0.3
 
+# The command line as one can paste it into a shell: a word holding anything but
+# [A-Za-z0-9_./:=@%+,-] (a space, the `;` between cookies, JSON's quotes and braces) in
+# single quotes.
+shell_words() {
+  local out="" word
+  for word in "$@"; do
+    if [[ -n $word && $word != *[!A-Za-z0-9_./:=@%+,-]* ]]; then
+      out+=" $word"
+    else
+      out+=" '${word//\'/\'\\\'\'}'"
+    fi
+  done
+  printf '%s' "${out# }"
+}
+
 # One case: what the client sent, then the gateway's answer: the business service's
 # report of the headers it received, or the refusal when nothing reached it.
 show() {
   local title=$1
   shift
   echo "== $title"
-  echo "\$ $*"
+  echo "\$ $(shell_words "$@")"
   "$@" -s -o "$prefix/demo.body" -w '%{http_code} %{redirect_url}\n' >"$prefix/demo.status" 2>&1 || true
   read -r code location <"$prefix/demo.status"
   if [ "$code" = 200 ]; then

@@ -8,7 +8,7 @@ pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
       libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
       liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
       libtest-base-perl liburi-perl libhttp-message-perl libwww-perl
-      python3-cryptography dpkg-dev valgrind)
+      python3-cryptography python3-pip dpkg-dev valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -36,6 +36,18 @@ if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
   apt-get "${apt_private[@]}" update -qq
   (cd "$tmp" && apt-get "${apt_private[@]}" download libtest-nginx-perl >/dev/null)
   apt-get install -y -qq "$tmp"/libtest-nginx-perl_*.deb >/dev/null
+fi
+
+# From PyPI: websockets, for the gateway tests' WebSocket client and business service
+# (t/lib/ws_client.py, t/lib/origin_business_service.py), installed for the python3 the
+# tests run. Bookworm's python3-websockets (10.4) lacks the asyncio and sync APIs they use.
+websockets_version=15.0.1
+if ! python3 -c "import websockets, sys; sys.exit(websockets.__version__ != '$websockets_version')" 2>/dev/null; then
+  echo "deps: installing websockets $websockets_version from PyPI"
+  # Debian's own python3 is "externally managed" (PEP 668); a pyenv or venv python is not,
+  # and ignores this variable.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    --root-user-action=ignore "websockets==$websockets_version"
 fi
 
 # The stock nginx must not keep serving port 80 from the package's postinst in tests.

@@ -11,3 +11,4 @@ pub mod claims;
 pub mod decision;
 pub mod header;
 pub mod sealed;
+pub mod uri;

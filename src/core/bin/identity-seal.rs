@@ -10,58 +10,43 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use clap::Parser;
 use identity_core::sealed::{self, KeyRing, Validity, NONCE_LEN};
 
-const USAGE: &str =
-    "usage: identity-seal --keys FILE [--cookie NAME] [--open] [--nonce HEX] [INPUT]";
-
+/// Seals a JSON identity into a cookie value with the gateway's key ring (its first key),
+/// or, with --open, opens one. Without INPUT the input is read from standard input.
+#[derive(Parser)]
+#[command(name = "identity-seal", version)]
 struct Args {
+    /// The key ring, the file the gateway's identity_sealed_keys reads
+    #[arg(long, value_name = "FILE")]
     keys: String,
+    /// The cookie's name (part of what is sealed: a value only opens under this name)
+    #[arg(long, value_name = "NAME", default_value = "session")]
     cookie: String,
+    /// Open a sealed value and print the identity instead of sealing one
+    #[arg(long)]
     open: bool,
+    /// A fixed nonce, 24 hex digits, only to reproduce test vectors: a nonce must never
+    /// be reused with a key
+    #[arg(long, value_name = "HEX", value_parser = parse_nonce)]
     nonce: Option<[u8; NONCE_LEN]>,
+    /// The JSON identity to seal, or with --open the sealed value
+    #[arg(value_name = "INPUT")]
     input: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        keys: String::new(),
-        cookie: "session".into(),
-        open: false,
-        nonce: None,
-        input: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--keys" => args.keys = it.next().ok_or("--keys needs a file")?,
-            "--cookie" => args.cookie = it.next().ok_or("--cookie needs a name")?,
-            "--open" => args.open = true,
-            // Only for reproducing test vectors: a nonce must never be reused with a key.
-            "--nonce" => {
-                let hex = it.next().ok_or("--nonce needs 24 hex digits")?;
-                args.nonce = Some(parse_nonce(&hex).ok_or("--nonce needs 24 hex digits")?);
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            _ if arg.starts_with("--") => return Err(format!("unknown option {arg}\n{USAGE}")),
-            _ => args.input = Some(arg),
-        }
-    }
-    if args.keys.is_empty() {
-        return Err(USAGE.into());
-    }
-    Ok(args)
-}
-
-fn parse_nonce(hex: &str) -> Option<[u8; NONCE_LEN]> {
+fn parse_nonce(hex: &str) -> Result<[u8; NONCE_LEN], String> {
+    let bad = || format!("needs {} hex digits", NONCE_LEN * 2);
     if hex.len() != NONCE_LEN * 2 {
-        return None;
+        return Err(bad());
     }
     let mut out = [0u8; NONCE_LEN];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        let pair = hex.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
     }
-    Some(out)
+    Ok(out)
 }
 
 fn random_nonce() -> Result<[u8; NONCE_LEN], String> {
@@ -78,8 +63,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn run() -> Result<String, String> {
-    let args = parse_args()?;
+fn run(args: Args) -> Result<String, String> {
     let text = std::fs::read_to_string(&args.keys).map_err(|e| format!("{}: {e}", args.keys))?;
     let ring = KeyRing::parse(&text).map_err(|e| format!("{}: {e}", args.keys))?;
     let input = match args.input {
@@ -123,7 +107,9 @@ fn run() -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    // clap prints --help and --version to standard output with status 0, and usage
+    // errors to standard error with status 2; failures below exit with 1.
+    match run(Args::parse()) {
         Ok(out) => {
             println!("{out}");
             ExitCode::SUCCESS
