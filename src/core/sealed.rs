@@ -26,7 +26,7 @@ mod tests;
 mod validity;
 
 pub use cookie::{open, open_with_claims, seal, seal_cookie, SealError};
-pub use keys::{KeyRing, KeyRingError, SealKey};
+pub use keys::{DeriveError, KeyRing, KeyRingError, SealKey};
 pub use validity::{check_identity, Times, Validity};
 
 pub const VERSION: u8 = 1;
