@@ -169,9 +169,16 @@ created
 
 
 
-=== TEST 9: the exchange runs for the main request only: an echo_location subrequest asking the same question gets its identity, with no call of its own
---- user_service
-return 200 '{"id":"alice"}';
+=== TEST 9: a subrequest into a location asking the same question is served with the main request's identity and makes no call of its own
+--- http_config
+    log_format asked 'USER SERVICE ASKED';
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        location /user {
+            access_log logs/error.log asked;
+            return 200 '{"id":"alice"}';
+        }
+    }
 --- config
     location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user; }
     location /api/ {
@@ -179,15 +186,20 @@ return 200 '{"id":"alice"}';
         identity_header X-User-Id $identity_claim_id;
         echo_location /inner;
     }
-    # Served with the main request's identity (t/041-subrequests.t has the refusals).
+    # nginx runs no access phase for a subrequest; the precontent check lets this one
+    # through with the main request's identity (t/041-subrequests.t has the refusals).
     location /inner {
         identity_request /_identity;
-        echo "inner status=$identity_status";
+        identity_header X-User-Id $identity_claim_id;
+        echo "inner status=$identity_status user=$http_x_user_id";
     }
 --- more_headers
 Cookie: session=s1
 --- response_body
-inner status=OK
+inner status=OK user=alice
+--- grep_error_log: USER SERVICE ASKED
+--- grep_error_log_out
+USER SERVICE ASKED
 
 
 
