@@ -9,11 +9,17 @@
 pub use identity_core::{cache_entry, claims, decision, header, sealed};
 
 mod cache;
+mod cache_flow;
 mod config;
 mod handler;
 mod headers_in;
 mod module;
 mod ngx_codes;
+mod outcome;
 mod purge;
+mod relay;
+mod request_ctx;
+mod sealed_cookie;
 mod subrequest;
 mod variables;
+mod verdict;

@@ -498,3 +498,9 @@ fn check_request_locations(cf: &mut ngx_conf_t) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// This module's configuration for the location `r` is in.
+pub fn location_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a IdentityConf {
+    // SAFETY: every location has this module's merged conf at its ctx index.
+    unsafe { &*(*r.loc_conf.add(module().ctx_index) as *const IdentityConf) }
+}

@@ -8,7 +8,7 @@ use ngx::ffi::{
 
 use crate::cache_entry::key_input;
 use crate::config::zone_of;
-use crate::handler::location_conf;
+use crate::module::location_conf;
 
 use crate::ngx_codes::NGX_OK;
 

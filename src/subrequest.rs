@@ -14,9 +14,9 @@ use ngx::ngx_log_debug;
 
 use crate::decision::relayed_header;
 use crate::decision::Answer;
-use crate::handler::{request_ctx, RequestCtx, State};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
+use crate::request_ctx::{request_ctx, RequestCtx, State};
 
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 

@@ -7,8 +7,9 @@ use ngx::ffi::{
 use ngx::ngx_string;
 
 use crate::decision::IdentityStatus;
-use crate::handler::{location_conf, request_ctx};
 use crate::headers_in;
+use crate::module::location_conf;
+use crate::request_ctx::request_ctx;
 
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
