@@ -12,12 +12,13 @@ use ngx::ngx_log_error;
 
 use crate::cache::{CacheZone, Lookup};
 use crate::cache_entry::{parse_vary, ttl_for, vary_input, Vary};
+use crate::cache_policy::{self, Record};
 use crate::config::IdentityConf;
 use crate::decision::{Answer, IdentityStatus};
 use crate::headers_in;
 use crate::ngx_codes::{NGX_AGAIN, NGX_DECLINED};
 use crate::outcome::{ConnectionLog, HandlerError, Next};
-use crate::request_ctx::{AnswerMut, RequestCtx, State};
+use crate::request_ctx::{AnswerMut, CacheUse, RequestCtx, State};
 use crate::subrequest;
 use crate::verdict::conclude;
 
@@ -161,53 +162,35 @@ pub fn finish(
         }
         if let Some(cache) = ctx.cache.get() {
             let held = cache.holds_lock.replace(false);
-            if usable {
-                // An answer that varies is kept with the digest of the headers it varies on.
-                let vary = parse_vary(&ctx.answer().vary);
-                let digest = match vary {
-                    Vary::Headers(names) => vary_digest(r, cache.zone(), &names),
-                    Vary::Uncacheable => None,
-                };
-                // A busy cell marks the answer lost: it is then neither kept nor used.
-                let keep = digest.is_some_and(|d| match ctx.answer.write() {
-                    AnswerMut::Held(mut a) => {
-                        a.vary_digest = d;
-                        true
-                    }
-                    AnswerMut::Lost(_) => false,
-                });
-                let answer = ctx.answer();
-                match ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
-                    .filter(|_| keep)
-                    .zip(cache.call.get())
-                {
-                    Some((ttl, call)) => {
-                        cache.zone().store(
-                            &cache.tag,
-                            &answer,
-                            Some(ttl),
-                            conf.cache_use_stale(),
-                            call,
-                        );
-                    }
-                    // A definitive answer that may not be kept is still the user
-                    // service's last word: the older entry must never be served stale
-                    // after it, nor stored by an older call ending later (a revoked
-                    // session). Settling also releases the key's lock; its waiters then
-                    // call for themselves.
-                    None => match cache.call.get() {
-                        Some(call) => cache.zone().settle(&cache.tag, call),
-                        None => {
-                            cache.zone().remove(&cache.tag);
-                        }
-                    },
+            let ttl = if usable {
+                keepable_for(r, conf, ctx, cache)
+            } else {
+                None
+            };
+            match cache_policy::record(usable, ttl, held, cache.call.get()) {
+                Record::Store { ttl, call } => {
+                    let answer = ctx.answer();
+                    let use_stale = conf.cache_use_stale();
+                    cache
+                        .zone()
+                        .store(&cache.tag, &answer, Some(ttl), use_stale, call);
                 }
-            } else if held {
-                let stale = cache.zone().fail(&cache.tag);
-                if let Some(stale) = stale.filter(|a| vary_matches(r, cache.zone(), a)) {
-                    cache.outcome.set(IdentityStatus::Stale);
-                    *ctx.answer.write() = stale;
+                // A definitive answer that may not be kept is still the user service's
+                // last word: the older entry must never be served stale after it, nor
+                // stored by an older call ending later (a revoked session). Settling also
+                // releases the key's lock; its waiters then call for themselves.
+                Record::Settle { call } => cache.zone().settle(&cache.tag, call),
+                Record::Remove => {
+                    cache.zone().remove(&cache.tag);
                 }
+                Record::Fail => {
+                    let stale = cache.zone().fail(&cache.tag);
+                    if let Some(stale) = stale.filter(|a| vary_matches(r, cache.zone(), a)) {
+                        cache.outcome.set(IdentityStatus::Stale);
+                        *ctx.answer.write() = stale;
+                    }
+                }
+                Record::Nothing => {}
             }
         }
     }
@@ -216,6 +199,28 @@ pub fn finish(
         policy.answer(a.status, a.failure.is_some())
     };
     conclude(r, conf, ctx, verdict)
+}
+
+/// How long the request's own answer may be kept (`identity_cache_valid`,
+/// `Cache-Control`), with the digest of the headers it varies on recorded in it; `None`
+/// when it may not be kept.
+fn keepable_for(
+    r: &ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+    cache: &CacheUse,
+) -> Option<u32> {
+    let digest = match parse_vary(&ctx.answer().vary) {
+        Vary::Headers(names) => vary_digest(r, cache.zone(), &names)?,
+        Vary::Uncacheable => return None,
+    };
+    // A busy cell marks the answer lost: it is then neither kept nor used.
+    match ctx.answer.write() {
+        AnswerMut::Held(mut a) => a.vary_digest = digest,
+        AnswerMut::Lost(_) => return None,
+    }
+    let answer = ctx.answer();
+    ttl_for(conf.cache_valid(), answer.status, &answer.cache_control)
 }
 
 /// The zone's keyed digest of this request's values of the `Vary` headers `names`, as
