@@ -14,6 +14,7 @@ use ngx::ffi::{
     ngx_http_complex_value, ngx_http_finalize_request, ngx_http_request_t, ngx_int_t, ngx_str_t,
     NGX_LOG_ERR,
 };
+use ngx::http::HTTPStatus;
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::cache_entry::key_input;
@@ -23,15 +24,12 @@ use crate::decision::{Answer, IdentityStatus, Verdict};
 use crate::header::header_names_match;
 use crate::headers_in::{self, Edit, NoMemory};
 use crate::module::{location_conf, srv_conf};
-use crate::ngx_codes::{NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK};
+use crate::ngx_codes::{rc, NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK};
 use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::request_ctx::CacheUse;
 use crate::request_ctx::{new_request_ctx, request_ctx, Basis, RequestCtx, State};
 use crate::sealed_cookie::open_sealed;
 use crate::verdict::{conclude, strip_session_cookie};
-
-const HTTP_UNAUTHORIZED: ngx_int_t = 401;
-const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
 pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a live request.
@@ -52,7 +50,7 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             // The error page's location must not get the session cookie either: if even
             // that fails, close the connection rather than let it through.
             match strip_session_cookie(r, conf) {
-                Ok(()) => HTTP_INTERNAL_SERVER_ERROR,
+                Ok(()) => rc(HTTPStatus::INTERNAL_SERVER_ERROR),
                 Err(_) => NGX_ERROR,
             }
         }
@@ -74,7 +72,7 @@ pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         Ok(()) => NGX_DECLINED,
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
-            HTTP_INTERNAL_SERVER_ERROR
+            rc(HTTPStatus::INTERNAL_SERVER_ERROR)
         }
     }
 }
@@ -98,7 +96,7 @@ pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         r.connection_log(),
         "identity: subrequest to a protected location refused: the main request has no identity accepted for the same identity_request"
     );
-    HTTP_UNAUTHORIZED
+    rc(HTTPStatus::UNAUTHORIZED)
 }
 
 fn subrequest_may_pass(r: &ngx_http_request_t, conf: &IdentityConf) -> bool {

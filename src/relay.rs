@@ -8,13 +8,12 @@ use ngx::ffi::{
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
     ngx_table_elt_t,
 };
+use ngx::http::HTTPStatus;
 
 use crate::decision::Answer;
 use crate::headers_in::{self, NoMemory};
-use crate::ngx_codes::{NGX_ERROR, NGX_OK};
+use crate::ngx_codes::{rc, NGX_ERROR, NGX_OK};
 use crate::outcome::{HandlerError, Next};
-
-const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
 /// Answers the client with the user service's refusal: its status, the headers the
 /// decision module allows, and its body. An empty body leaves the page to nginx, so
@@ -34,7 +33,7 @@ pub fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<N
     }
     // SAFETY: r is the live main request; discarding its body keeps keepalive working.
     if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return Ok(Next::Phase(HTTP_INTERNAL_SERVER_ERROR));
+        return Ok(Next::Phase(rc(HTTPStatus::INTERNAL_SERVER_ERROR)));
     }
     r.headers_out.status = usize::from(code);
     r.headers_out.content_length_n = answer.body.len() as i64;
