@@ -3,10 +3,7 @@
 //! zone's lock, asks `cache_policy` what to do, and does it. The zone's structure is in
 //! cache_zone.rs (see there for how a dying worker is survived).
 
-use core::ffi::c_void;
 use core::ptr;
-
-use ngx::ffi::ngx_slab_free_locked;
 
 use crate::cache_entry::{encode, TAG_LEN};
 use crate::cache_policy;
@@ -94,16 +91,12 @@ impl CacheZone {
             }
         }
         z.mark_dirty();
-        // SAFETY: the lock is held; node is live. The reference ends before alloc,
-        // which may touch other nodes.
-        unsafe {
-            let n = &mut *node;
+        z.free_blob(node);
+        {
+            // SAFETY: the lock is held; node is live. The reference ends before alloc,
+            // which may touch other nodes.
+            let n = unsafe { &mut *node };
             n.failed_at_ms = 0;
-            if !n.blob.is_null() {
-                ngx_slab_free_locked(z.shpool, n.blob as *mut c_void);
-                n.blob = ptr::null_mut();
-                n.has_data = 0;
-            }
             // Marked busy while allocating, so making room never evicts this node.
             n.in_flight = 1;
             n.lock_until_ms = u64::MAX;
@@ -178,20 +171,15 @@ impl CacheZone {
             return;
         }
         z.mark_dirty();
-        // SAFETY: the lock is held; node is live, and its blob is freed and forgotten.
+        z.free_blob(node);
+        // SAFETY: the lock is held; node is live.
+        let n = unsafe { &mut *node };
         // Waiters find no lock, no failure and no data: each calls for itself.
-        unsafe {
-            let n = &mut *node;
-            if !n.blob.is_null() {
-                ngx_slab_free_locked(z.shpool, n.blob as *mut c_void);
-                n.blob = ptr::null_mut();
-            }
-            n.has_data = 0;
-            n.in_flight = 0;
-            n.lock_until_ms = 0;
-            n.failed_at_ms = 0;
-            n.seq = call;
-        }
+        n.has_data = 0;
+        n.in_flight = 0;
+        n.lock_until_ms = 0;
+        n.failed_at_ms = 0;
+        n.seq = call;
     }
 
     /// Removes the entry for `tag` on a logout (`identity_cache_purge`), and, under the

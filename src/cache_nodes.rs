@@ -84,32 +84,32 @@ impl Locked<'_> {
         }
         let bucket = self.bucket(tag);
         let head = self.lru_head();
+        // SAFETY: the lock is held; bucket is a slot of the bucket array.
+        let next = unsafe { *bucket };
+        let fresh = Node {
+            next,
+            lru: ngx_queue_t {
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+            },
+            tag: *tag,
+            status: 0,
+            in_flight: 0,
+            has_data: 0,
+            blob_len: 0,
+            queued_at: now,
+            expires_ms: 0,
+            stale_until_ms: 0,
+            last_used: now,
+            lock_until_ms: 0,
+            failed_at_ms: 0,
+            seq: 0,
+            blob: ptr::null_mut(),
+        };
         // SAFETY: the lock is held (and the zone marked dirty by alloc); node is a fresh
-        // slab allocation of a Node's size.
+        // slab allocation of a Node's size, linked at the head of its bucket and queue.
         unsafe {
-            ptr::write(
-                node,
-                Node {
-                    next: *bucket,
-                    lru: ngx_queue_t {
-                        prev: ptr::null_mut(),
-                        next: ptr::null_mut(),
-                    },
-                    tag: *tag,
-                    status: 0,
-                    in_flight: 0,
-                    has_data: 0,
-                    blob_len: 0,
-                    queued_at: now,
-                    expires_ms: 0,
-                    stale_until_ms: 0,
-                    last_used: now,
-                    lock_until_ms: 0,
-                    failed_at_ms: 0,
-                    seq: 0,
-                    blob: ptr::null_mut(),
-                },
-            );
+            ptr::write(node, fresh);
             *bucket = node;
             ngx_queue_insert_after(head, ptr::addr_of_mut!((*node).lru));
             (*self.zone).entries += 1;
@@ -177,19 +177,36 @@ impl Locked<'_> {
         false
     }
 
+    /// Frees the answer of `node` (a live node of this zone), if it has one.
+    pub(crate) fn free_blob(&mut self, node: *mut Node) {
+        self.mark_dirty();
+        // SAFETY: the lock is held; node is live; its blob is freed and forgotten.
+        unsafe {
+            if !(*node).blob.is_null() {
+                ngx_slab_free_locked(self.shpool, (*node).blob as *mut c_void);
+                (*node).blob = ptr::null_mut();
+                (*node).has_data = 0;
+            }
+        }
+    }
+
     /// Unlinks and frees `node`, a live node of this zone.
     pub(crate) fn remove_node(&mut self, node: *mut Node) {
         self.mark_dirty();
-        // SAFETY: the lock is held; node is live, linked in its bucket and in lru.
+        // SAFETY: the lock is held; node is live.
+        let mut link = self.bucket(unsafe { &(*node).tag });
+        // SAFETY: the lock is held; the bucket's chain links live nodes.
         unsafe {
-            let mut link = self.bucket(&(*node).tag);
-            while !(*link).is_null() {
-                if *link == node {
-                    *link = (*node).next;
-                    break;
-                }
+            while !(*link).is_null() && *link != node {
                 link = ptr::addr_of_mut!((**link).next);
             }
+            if *link == node {
+                *link = (*node).next;
+            }
+        }
+        // SAFETY: the lock is held; node is live and in lru; unlinked from its bucket
+        // above, it is freed with its blob and never reached again.
+        unsafe {
             ngx_queue_remove(ptr::addr_of_mut!((*node).lru));
             if !(*node).blob.is_null() {
                 ngx_slab_free_locked(self.shpool, (*node).blob as *mut c_void);

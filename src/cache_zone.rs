@@ -42,6 +42,7 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 
 use crate::cache_entry::{KeyHasher, TAG_LEN};
+use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
 /// Configuration-side handle of one zone (`shm_zone->data`); each worker keeps its own
 /// copy of the keyed hash state.
@@ -307,37 +308,39 @@ unsafe fn new_zone(
     seq: u64,
 ) -> *mut Zone {
     let nbuckets = (size / 512).next_power_of_two().max(64);
-    // SAFETY: per the caller.
-    unsafe {
-        let zone = ngx_slab_alloc_locked(shpool, size_of::<Zone>()) as *mut Zone;
-        let buckets =
-            ngx_slab_calloc_locked(shpool, nbuckets * size_of::<*mut Node>()) as *mut *mut Node;
-        if zone.is_null() || buckets.is_null() {
-            return ptr::null_mut();
-        }
-        ptr::write(
-            zone,
-            Zone {
-                dirty: 1,
-                magic: MAGIC,
-                secret,
-                buckets,
-                bucket_mask: nbuckets - 1,
-                lru: ngx_queue_t {
-                    prev: ptr::null_mut(),
-                    next: ptr::null_mut(),
-                },
-                entries: 0,
-                last_full_warning: 0,
-                seq,
-                barrier: seq,
-            },
-        );
-        ngx_queue_init(ptr::addr_of_mut!((*zone).lru));
-        compiler_fence(Ordering::SeqCst);
-        (*shpool).data = zone as *mut c_void;
-        zone
+    // SAFETY: per the caller, the pool is ours to allocate from.
+    let zone = unsafe { ngx_slab_alloc_locked(shpool, size_of::<Zone>()) } as *mut Zone;
+    // SAFETY: as above; zeroed buckets are empty chains.
+    let buckets = unsafe { ngx_slab_calloc_locked(shpool, nbuckets * size_of::<*mut Node>()) }
+        as *mut *mut Node;
+    if zone.is_null() || buckets.is_null() {
+        return ptr::null_mut();
     }
+    let header = Zone {
+        dirty: 1,
+        magic: MAGIC,
+        secret,
+        buckets,
+        bucket_mask: nbuckets - 1,
+        lru: ngx_queue_t {
+            prev: ptr::null_mut(),
+            next: ptr::null_mut(),
+        },
+        entries: 0,
+        last_full_warning: 0,
+        seq,
+        barrier: seq,
+    };
+    // SAFETY: zone is a fresh allocation of a Zone's size, ours alone until published.
+    unsafe {
+        ptr::write(zone, header);
+        ngx_queue_init(ptr::addr_of_mut!((*zone).lru));
+    }
+    // The header is whole before `data` points at it.
+    compiler_fence(Ordering::SeqCst);
+    // SAFETY: per the caller; publishing the header to the next lock holder.
+    unsafe { (*shpool).data = zone as *mut c_void };
+    zone
 }
 
 /// The zone's init callback: a reused zone (reload with the same name and size) keeps
@@ -346,32 +349,40 @@ pub extern "C" fn init_zone(
     shm_zone: *mut ngx_shm_zone_t,
     _old_data: *mut c_void,
 ) -> ngx::ffi::ngx_int_t {
-    // SAFETY: nginx passes a mapped zone whose slab pool it has initialised; no worker
-    // of this cycle runs yet. A reused zone already has our header in `data` (and a
-    // torn one is rebuilt by the first worker that takes the lock).
-    let secret = unsafe {
-        let shpool = (*shm_zone).shm.addr as *mut ngx_slab_pool_t;
-        let old = (*shpool).data as *const Zone;
-        match old.as_ref() {
-            Some(z) if z.magic == MAGIC => z.secret,
-            Some(_) => match random_secret() {
-                // A header a worker of the old cycle left unreadable: the first worker
-                // that takes the lock rebuilds it with this cycle's secret.
-                Some(secret) => secret,
-                None => return -1,
-            },
-            None => {
-                (*shpool).set_log_nomem(0);
-                let Some(secret) = random_secret() else {
-                    return -1;
-                };
-                let zone = new_zone(shpool, (*shm_zone).shm.size, secret, 0);
-                if zone.is_null() {
-                    return -1;
-                }
-                (*zone).dirty = 0;
-                secret
+    // A reused zone already has our header in `data` (a torn one is rebuilt by the
+    // first worker that takes the lock).
+    // SAFETY: nginx passes a mapped zone whose slab pool it has initialised, its header
+    // at the start; no worker of this cycle runs yet.
+    let (shpool, size) = unsafe {
+        (
+            (*shm_zone).shm.addr as *mut ngx_slab_pool_t,
+            (*shm_zone).shm.size,
+        )
+    };
+    // SAFETY: as above; `data` is null or a header this module wrote.
+    let old = unsafe { ((*shpool).data as *const Zone).as_ref() };
+    let secret = match old {
+        Some(z) if z.magic == MAGIC => z.secret,
+        // A header a worker of the old cycle left unreadable: the first worker that
+        // takes the lock rebuilds it with this cycle's secret.
+        Some(_) => match random_secret() {
+            Some(secret) => secret,
+            None => return NGX_ERROR,
+        },
+        None => {
+            // SAFETY: as above; a bit of the pool's header, before any worker runs.
+            unsafe { (*shpool).set_log_nomem(0) };
+            let Some(secret) = random_secret() else {
+                return NGX_ERROR;
+            };
+            // SAFETY: no worker of this cycle runs yet: the pool is ours, and fresh.
+            let zone = unsafe { new_zone(shpool, size, secret, 0) };
+            if zone.is_null() {
+                return NGX_ERROR;
             }
+            // SAFETY: zone is the header new_zone just wrote and published.
+            unsafe { (*zone).dirty = 0 };
+            secret
         }
     };
     // SAFETY: a zone's data is the CacheZone set by identity_cache_zone, which lives in
@@ -382,5 +393,5 @@ pub extern "C" fn init_zone(
             let _ = cz.hasher.set(hasher);
         }
     }
-    0
+    NGX_OK
 }

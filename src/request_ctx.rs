@@ -295,19 +295,19 @@ pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
     // SAFETY: main is live; reading its flags.
     let redirected = unsafe { (*main).internal() != 0 || (*main).filter_finalize() != 0 };
     if p.is_null() && redirected {
-        // SAFETY: the pool's cleanup list is a valid singly linked list; the newest
-        // entry comes first, so the newest context of this request is found.
-        unsafe {
-            let mut cln = (*(*main).pool).cleanup;
-            while let Some(c) = cln.as_ref() {
-                let ours = drop_request_ctx as unsafe extern "C" fn(*mut c_void);
-                if c.handler.map(|h| h as *const ()) == Some(ours as *const ()) {
-                    p = c.data as *const RequestCtx;
-                    *slot = c.data;
-                    break;
-                }
-                cln = c.next;
+        // SAFETY: main is live; its pool's cleanup list is a valid singly linked list.
+        let mut cln = unsafe { (*(*main).pool).cleanup };
+        let ours = drop_request_ctx as unsafe extern "C" fn(*mut c_void);
+        // SAFETY: as above; the newest entry comes first, so the newest context of this
+        // request is found.
+        while let Some(c) = unsafe { cln.as_ref() } {
+            if c.handler.map(|h| h as *const ()) == Some(ours as *const ()) {
+                p = c.data as *const RequestCtx;
+                // SAFETY: the slot is this module's in the live main request's ctx.
+                unsafe { *slot = c.data };
+                break;
             }
+            cln = c.next;
         }
     }
     // SAFETY: this module only ever stores a RequestCtx there, and only shares it.

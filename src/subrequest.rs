@@ -177,29 +177,35 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
     // SAFETY: headers_out.headers is the subrequest's live response header list.
     unsafe {
         headers_in::visit(&sr.headers_out.headers, |name, value| {
-            if name.eq_ignore_ascii_case(b"cache-control") {
-                if !answer.cache_control.is_empty() {
-                    answer.cache_control.push(b',');
-                }
-                answer.cache_control.extend_from_slice(value);
-            }
-            if name.eq_ignore_ascii_case(b"vary") {
-                if !answer.vary.is_empty() {
-                    answer.vary.push(b',');
-                }
-                answer.vary.extend_from_slice(value);
-            }
-            // One of each, non-empty: a client must not get two Location headers.
-            let seen = answer
-                .relay_headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !seen && !value.is_empty() && relayed_header(answer.status, name) {
-                answer.relay_headers.push((name.to_vec(), value.to_vec()));
-            }
+            take_header(&mut answer, name, value)
         })
     };
     answer
+}
+
+/// Records one of the user service's response headers in `answer`: the
+/// `Cache-Control` and `Vary` lists, and the headers a refusal relays.
+fn take_header(answer: &mut Answer, name: &[u8], value: &[u8]) {
+    if name.eq_ignore_ascii_case(b"cache-control") {
+        if !answer.cache_control.is_empty() {
+            answer.cache_control.push(b',');
+        }
+        answer.cache_control.extend_from_slice(value);
+    }
+    if name.eq_ignore_ascii_case(b"vary") {
+        if !answer.vary.is_empty() {
+            answer.vary.push(b',');
+        }
+        answer.vary.extend_from_slice(value);
+    }
+    // One of each, non-empty: a client must not get two Location headers.
+    let seen = answer
+        .relay_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !seen && !value.is_empty() && relayed_header(answer.status, name) {
+        answer.relay_headers.push((name.to_vec(), value.to_vec()));
+    }
 }
 
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
