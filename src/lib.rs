@@ -18,6 +18,7 @@ mod headers_in;
 mod module;
 mod ngx_codes;
 mod outcome;
+mod pool;
 mod purge;
 mod relay;
 mod request_ctx;

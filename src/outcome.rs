@@ -3,7 +3,7 @@
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
 
-use crate::headers_in::NoMemory;
+use crate::pool::NoMemory;
 use crate::subrequest::StartError;
 
 /// What the access handler does once this module's work for the visit is over.

@@ -11,9 +11,9 @@ use ngx::ffi::{
 use ngx::http::HTTPStatus;
 
 use crate::decision::Answer;
-use crate::headers_in::{self, NoMemory};
 use crate::ngx_codes::{rc, NGX_ERROR, NGX_OK};
 use crate::outcome::{HandlerError, Next};
+use crate::pool::{copy_to_pool, NoMemory};
 
 /// Answers the client with the user service's refusal: its status, the headers the
 /// decision module allows, and its body. An empty body leaves the page to nginx, so
@@ -38,7 +38,7 @@ pub fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<N
     r.headers_out.status = usize::from(code);
     r.headers_out.content_length_n = answer.body.len() as i64;
     if !answer.content_type.is_empty() {
-        let ct = headers_in::copy_to_pool(r.pool, &answer.content_type)?;
+        let ct = copy_to_pool(r.pool, &answer.content_type)?;
         r.headers_out.content_type = ct;
         r.headers_out.content_type_len = ct.len;
     }
@@ -76,8 +76,8 @@ fn add_response_header(
     name: &[u8],
     value: &[u8],
 ) -> Result<(), NoMemory> {
-    let key = headers_in::copy_to_pool(r.pool, name)?;
-    let value = headers_in::copy_to_pool(r.pool, value)?;
+    let key = copy_to_pool(r.pool, name)?;
+    let value = copy_to_pool(r.pool, value)?;
     // SAFETY: headers_out.headers is the request's live list of ngx_table_elt_t.
     let h = unsafe { ngx_list_push(&mut r.headers_out.headers) } as *mut ngx_table_elt_t;
     if h.is_null() {

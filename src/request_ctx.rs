@@ -16,8 +16,8 @@ use crate::cache_entry::TAG_LEN;
 use crate::claims::{Claims, ClaimsError};
 use crate::config::IdentityConf;
 use crate::decision::{Answer, IdentityStatus};
-use crate::headers_in::NoMemory;
 use crate::module::module;
+use crate::pool::NoMemory;
 
 /// Where a request is in the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

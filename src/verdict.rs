@@ -7,9 +7,10 @@ use ngx::ngx_log_error;
 use crate::config::{IdentityConf, IdentityHeader};
 use crate::decision::{IdentityStatus, Verdict};
 use crate::header::{check_header_value, strip_cookies};
-use crate::headers_in::{self, Edit, NoMemory};
+use crate::headers_in::{self, Edit};
 use crate::ngx_codes::{NGX_DONE, NGX_OK};
 use crate::outcome::{ConnectionLog, HandlerError, Next};
+use crate::pool::NoMemory;
 use crate::relay::relay;
 use crate::request_ctx::{RequestCtx, State};
 
