@@ -6,9 +6,12 @@
 //! the `ngx-identity-core` crate (src/core) with its unit tests; the files here are the
 //! nginx layer around it. Re-exported so the layer names it `crate::header` and so on.
 
-pub use identity_core::{cache_entry, claims, decision, header, sealed};
+pub use identity_core::{cache_entry, cache_policy, claims, decision, header, sealed};
 
 mod cache;
+mod cache_flow;
+mod cache_nodes;
+mod cache_zone;
 mod config;
 #[macro_use]
 mod declare;
@@ -18,9 +21,15 @@ mod headers_in;
 mod merge;
 mod module;
 mod ngx_codes;
+mod outcome;
 mod parsers;
+mod pool;
 mod protected_names;
 mod purge;
+mod relay;
+mod request_ctx;
+mod sealed_cookie;
 mod sealed_keys;
 mod subrequest;
 mod variables;
+mod verdict;

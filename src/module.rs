@@ -229,3 +229,10 @@ extern "C" fn init_main_conf(cf: *mut ngx_conf_t, _conf: *mut c_void) -> *mut c_
         }
     }
 }
+
+/// This module's configuration for the location `r` is in.
+pub fn location_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a IdentityConf {
+    // SAFETY: every location has this module's merged conf at its ctx index (nginx fills
+    // every module's slot before a request can reach a phase handler).
+    unsafe { &*(*r.loc_conf.add(module().ctx_index) as *const IdentityConf) }
+}

@@ -5,39 +5,35 @@ use ngx::ffi::{
     ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_request_t,
     ngx_http_send_header, ngx_int_t, ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
 };
+use ngx::http::HTTPStatus;
 
 use crate::cache_entry::key_input;
 use crate::config::zone_of;
-use crate::handler::location_conf;
+use crate::module::location_conf;
 
-use crate::ngx_codes::NGX_OK;
-
-const HTTP_NO_CONTENT: usize = 204;
-const HTTP_NOT_FOUND: ngx_int_t = 404;
-const HTTP_NOT_ALLOWED: ngx_int_t = 405;
-const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
+use crate::ngx_codes::{rc, NGX_OK};
 
 pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with a live request.
     let r = unsafe { &mut *r };
     if r.method & (NGX_HTTP_DELETE | NGX_HTTP_POST) as usize == 0 {
-        return HTTP_NOT_ALLOWED;
+        return rc(HTTPStatus::NOT_ALLOWED);
     }
     // SAFETY: r is live; the body is not needed.
     if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     let conf = location_conf(r);
     let Some(zone) = zone_of(conf.purge_zone) else {
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     };
     let mut key = ngx_str_t::default();
     // SAFETY: conf.key is a compiled complex value (merge guarantees one).
     if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
-        return HTTP_INTERNAL_SERVER_ERROR;
+        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     if key.len == 0 {
-        return HTTP_NOT_FOUND;
+        return rc(HTTPStatus::NOT_FOUND);
     }
     // An entry is keyed by question and credential: remove the credential's entry for
     // every question (server{} and identity_request URI) asked through this zone, so a
@@ -45,14 +41,14 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let mut removed = false;
     for question in zone.questions() {
         let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) else {
-            return HTTP_INTERNAL_SERVER_ERROR;
+            return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
         };
         removed |= zone.purge(&tag);
     }
     if !removed {
-        return HTTP_NOT_FOUND;
+        return rc(HTTPStatus::NOT_FOUND);
     }
-    r.headers_out.status = HTTP_NO_CONTENT;
+    r.headers_out.status = HTTPStatus::NO_CONTENT.into();
     r.headers_out.content_length_n = 0;
     r.set_header_only(1);
     // SAFETY: r is live and its headers are set.

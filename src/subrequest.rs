@@ -10,17 +10,16 @@ use ngx::ffi::{
     ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t, NGX_HTTP_SUBREQUEST_IN_MEMORY,
     NGX_HTTP_SUBREQUEST_WAITED,
 };
+use ngx::http::HTTPStatus;
 use ngx::ngx_log_debug;
 
 use crate::decision::relayed_header;
 use crate::decision::Answer;
-use crate::handler::{request_ctx, RequestCtx, State};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
+use crate::request_ctx::{request_ctx, RequestCtx, State};
 
-use crate::ngx_codes::{NGX_ERROR, NGX_OK};
-
-const SPECIAL_RESPONSE: ngx_int_t = 300;
+use crate::ngx_codes::{self, NGX_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK};
 
 /// Why the subrequest could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -149,11 +148,14 @@ const INCOMPLETE: &str =
 /// itself (`rc` a special response, 201 or 204: its page follows with its own last
 /// buffer and a later call) or a header-only response, which has no body to cut short.
 fn finished_by_nginx(sr: &ngx_http_request_t, rc: ngx_int_t) -> bool {
-    rc >= SPECIAL_RESPONSE || rc == 201 || rc == 204 || sr.header_only() != 0
+    rc >= NGX_HTTP_SPECIAL_RESPONSE
+        || rc == ngx_codes::rc(HTTPStatus::CREATED)
+        || rc == ngx_codes::rc(HTTPStatus::NO_CONTENT)
+        || sr.header_only() != 0
 }
 
 fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: bool) -> Answer {
-    let status = if (SPECIAL_RESPONSE..1000).contains(&rc) {
+    let status = if (NGX_HTTP_SPECIAL_RESPONSE..1000).contains(&rc) {
         rc as usize
     } else {
         sr.headers_out.status
@@ -175,29 +177,35 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
     // SAFETY: headers_out.headers is the subrequest's live response header list.
     unsafe {
         headers_in::visit(&sr.headers_out.headers, |name, value| {
-            if name.eq_ignore_ascii_case(b"cache-control") {
-                if !answer.cache_control.is_empty() {
-                    answer.cache_control.push(b',');
-                }
-                answer.cache_control.extend_from_slice(value);
-            }
-            if name.eq_ignore_ascii_case(b"vary") {
-                if !answer.vary.is_empty() {
-                    answer.vary.push(b',');
-                }
-                answer.vary.extend_from_slice(value);
-            }
-            // One of each, non-empty: a client must not get two Location headers.
-            let seen = answer
-                .relay_headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !seen && !value.is_empty() && relayed_header(answer.status, name) {
-                answer.relay_headers.push((name.to_vec(), value.to_vec()));
-            }
+            take_header(&mut answer, name, value)
         })
     };
     answer
+}
+
+/// Records one of the user service's response headers in `answer`: the
+/// `Cache-Control` and `Vary` lists, and the headers a refusal relays.
+fn take_header(answer: &mut Answer, name: &[u8], value: &[u8]) {
+    if name.eq_ignore_ascii_case(b"cache-control") {
+        if !answer.cache_control.is_empty() {
+            answer.cache_control.push(b',');
+        }
+        answer.cache_control.extend_from_slice(value);
+    }
+    if name.eq_ignore_ascii_case(b"vary") {
+        if !answer.vary.is_empty() {
+            answer.vary.push(b',');
+        }
+        answer.vary.extend_from_slice(value);
+    }
+    // One of each, non-empty: a client must not get two Location headers.
+    let seen = answer
+        .relay_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !seen && !value.is_empty() && relayed_header(answer.status, name) {
+        answer.relay_headers.push((name.to_vec(), value.to_vec()));
+    }
 }
 
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;

@@ -7,8 +7,9 @@ use ngx::ffi::{
 use ngx::ngx_string;
 
 use crate::decision::IdentityStatus;
-use crate::handler::{location_conf, request_ctx};
-use crate::headers_in;
+use crate::module::location_conf;
+use crate::pool::copy_to_pool;
+use crate::request_ctx::request_ctx;
 
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
@@ -58,7 +59,7 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
 }
 
 fn set_value(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, bytes: &[u8]) -> ngx_int_t {
-    let Ok(copy) = headers_in::copy_to_pool(r.pool, bytes) else {
+    let Ok(copy) = copy_to_pool(r.pool, bytes) else {
         return NGX_ERROR;
     };
     set_static(v, copy.data, copy.len);

@@ -1,0 +1,36 @@
+//! Opening the request's sealed cookie (`identity_sealed_cookie`).
+
+use ngx::ffi::ngx_http_request_t;
+
+use crate::claims::Claims;
+use crate::config::SealedCookie;
+use crate::header::cookie_value;
+use crate::headers_in;
+use crate::module::main_conf;
+use crate::sealed::{self, OpenError, Validity};
+
+/// Opens the request's sealed cookie. Every failure is one outcome for the client; the
+/// reason goes to the debug log only.
+pub fn open_sealed(
+    r: &ngx_http_request_t,
+    cookie: &SealedCookie,
+) -> Result<(Vec<u8>, Claims), OpenError> {
+    let Some(ring) = main_conf(r).keyring.as_ref() else {
+        return Err(OpenError::UnknownKey);
+    };
+    let mut value = None;
+    // SAFETY: headers_in.headers is the request's live header list.
+    unsafe {
+        headers_in::visit(&r.headers_in.headers, |name, line| {
+            if value.is_none() && name.eq_ignore_ascii_case(b"cookie") {
+                value = cookie_value(line, &cookie.name).map(<[u8]>::to_vec);
+            }
+        })
+    };
+    let value = value.ok_or(OpenError::Truncated)?;
+    let validity = Validity {
+        now: ngx::ffi::ngx_time(),
+        max_age: cookie.max_age,
+    };
+    sealed::open_with_claims(ring, &cookie.name, &value, validity)
+}

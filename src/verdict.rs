@@ -1,0 +1,139 @@
+//! Carrying out a verdict: the session cookie stripped, the identity headers set (all
+//! or none), a refusal relayed, and the result remembered for later visits.
+
+use ngx::ffi::{ngx_http_complex_value, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_LOG_ERR};
+use ngx::ngx_log_error;
+
+use crate::config::{IdentityConf, IdentityHeader};
+use crate::decision::{IdentityStatus, Verdict};
+use crate::header::{check_header_value, strip_cookies};
+use crate::headers_in::{self, Edit};
+use crate::ngx_codes::{NGX_DONE, NGX_OK};
+use crate::outcome::{ConnectionLog, HandlerError, Next};
+use crate::pool::NoMemory;
+use crate::relay::relay;
+use crate::request_ctx::{RequestCtx, State};
+
+/// Carries out a verdict and remembers the result for later visits.
+pub fn conclude(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+    verdict: Verdict,
+) -> Result<Next, HandlerError> {
+    let next = apply(r, conf, ctx, verdict)?;
+    ctx.concluded_at.set((conf, r.uri_changes()));
+    ctx.state.set(State::Finished(match next {
+        Next::Phase(rc) => rc,
+        Next::Finalize(_) => NGX_DONE,
+    }));
+    Ok(next)
+}
+
+/// Carries out a verdict; returns what the access handler returns.
+fn apply(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+    verdict: Verdict,
+) -> Result<Next, HandlerError> {
+    // On every verdict: a location reached later through error_page must not get the
+    // session cookie either.
+    strip_session_cookie(r, conf)?;
+    match verdict {
+        Verdict::Allow => match identity_headers(r, conf, ctx) {
+            Ok(headers) => {
+                for (h, value) in headers {
+                    headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
+                }
+                ctx.headers_from.set(conf);
+                ctx.accepted.set(true);
+                let outcome = if ctx.sealed.get() {
+                    IdentityStatus::Sealed
+                } else {
+                    ctx.cache
+                        .get()
+                        .map_or(IdentityStatus::Ok, |c| c.outcome.get())
+                };
+                ctx.status.set(Some(outcome));
+                Ok(Next::Phase(NGX_OK))
+            }
+            Err(reason) => {
+                ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
+                ctx.identity_visible.set(false);
+                apply(r, conf, ctx, conf.policy().error())
+            }
+        },
+        Verdict::PassWithout(status) => {
+            ctx.status.set(Some(status));
+            Ok(Next::Phase(NGX_OK))
+        }
+        Verdict::Respond(code, status) => {
+            ctx.status.set(Some(status));
+            Ok(Next::Phase(code as ngx_int_t))
+        }
+        Verdict::Relay(code) => {
+            ctx.status.set(Some(IdentityStatus::Denied));
+            let answer = ctx.answer();
+            relay(r, &answer, code)
+        }
+    }
+}
+
+/// Evaluates every `identity_header` value; all or none are set. A claim variable that
+/// finds no JSON object records it in the context, which fails the whole set.
+fn identity_headers<'c>(
+    r: &mut ngx_http_request_t,
+    conf: &'c IdentityConf,
+    ctx: &RequestCtx,
+) -> Result<Vec<(&'c IdentityHeader, ngx_str_t)>, String> {
+    ctx.identity_visible.set(true);
+    let mut out = Vec::with_capacity(conf.identity_headers().len());
+    for h in conf.identity_headers() {
+        let mut value = ngx_str_t::default();
+        // SAFETY: h.value was compiled at configuration time for this module.
+        if unsafe { ngx_http_complex_value(r, h.value, &mut value) } != NGX_OK {
+            return Err(format!(
+                "the value of identity_header \"{}\" could not be evaluated",
+                String::from_utf8_lossy(&h.name)
+            ));
+        }
+        if let Some(e) = ctx.claims_failed() {
+            return Err(format!(
+                "identity_header \"{}\" uses $identity_claim_*, but {e}",
+                String::from_utf8_lossy(&h.name)
+            ));
+        }
+        if value.len == 0 {
+            continue;
+        }
+        if let Err(why) = check_header_value(value.as_bytes()) {
+            return Err(format!(
+                "identity_header \"{}\" value {why}, so it is not sent",
+                String::from_utf8_lossy(&h.name)
+            ));
+        }
+        out.push((h, value));
+    }
+    Ok(out)
+}
+
+pub fn strip_session_cookie(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+) -> Result<(), NoMemory> {
+    if conf.strip_cookie != Some(true) {
+        return Ok(());
+    }
+    headers_in::rewrite_request_headers(r, |name, value| {
+        if !name.eq_ignore_ascii_case(b"cookie") {
+            return Edit::Keep;
+        }
+        match strip_cookies(value, &conf.session_cookies) {
+            None => Edit::Keep,
+            Some(rest) if rest.is_empty() => Edit::Drop,
+            Some(rest) => Edit::Replace(rest),
+        }
+    })?;
+    Ok(())
+}
