@@ -32,7 +32,7 @@ ECHO_MODULE := /usr/lib/nginx/modules/ngx_http_echo_module.so
 NGINX_TREE := $(NGINX_BUILD_DIR)/ngx_auto_config.h
 endif
 
-.PHONY: all deps module test check unit t run stop bench fuzz soak check-worker-kill check-valgrind clean deb test-deb
+.PHONY: all deps module test check unit t run stop bench bench-instructions fuzz soak check-worker-kill check-valgrind clean deb test-deb
 
 all: module
 
@@ -98,6 +98,11 @@ stop:
 # One table of worker CPU per request and requests per second (scripts/bench).
 bench: module
 	@bash scripts/bench
+
+# User-space instructions per request under valgrind --tool=callgrind (floor, cache hit,
+# sealed cookie): the deterministic figure beside make bench's timings.
+bench-instructions: module
+	@bash scripts/bench --instructions
 
 # The t/ suite under valgrind memcheck (slow: every nginx runs under valgrind).
 check-valgrind: module
