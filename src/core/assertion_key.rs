@@ -89,18 +89,19 @@ impl AssertionKey {
 
     fn new(secret: &p256::SecretKey) -> Result<Self, KeyError> {
         let point = secret.public_key().to_encoded_point(false);
+        let scalar = Zeroizing::new(secret.to_bytes());
         let key = EcdsaKeyPair::from_private_key_and_public_key(
             &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &secret.to_bytes(),
+            &scalar,
             point.as_bytes(),
             &SystemRandom::new(),
         )
         .map_err(|_| KeyError::Malformed)?;
         // An uncompressed point always has both coordinates.
-        let (x, y) = match (point.x(), point.y()) {
-            (Some(x), Some(y)) => (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y)),
-            _ => unreachable!("uncompressed P-256 point without coordinates"),
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            return Err(KeyError::Malformed);
         };
+        let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
         let kid = thumbprint(&x, &y);
         let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
         let jwk = serde_json::json!({
