@@ -8,7 +8,7 @@ pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
       libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
       liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
       libtest-base-perl liburi-perl libhttp-message-perl libwww-perl
-      python3-cryptography python3-pip dpkg-dev valgrind)
+      python3-cryptography python3-jwt python3-pip dpkg-dev valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -48,6 +48,15 @@ if ! python3 -c "import websockets, sys; sys.exit(websockets.__version__ != '$we
   # and ignores this variable.
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
     --root-user-action=ignore "websockets==$websockets_version"
+fi
+
+# t/lib/verify_assertion.py needs PyJWT with cryptography in the python3 the tests run.
+# Debian's python3-jwt (above) serves /usr/bin/python3; another python3 first on PATH
+# (pyenv, a virtualenv) gets PyJWT[crypto] from PyPI.
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+  echo "deps: installing PyJWT[crypto] for $(command -v python3)"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    --root-user-action=ignore 'PyJWT[crypto]>=2.6,<3'
 fi
 
 # The stock nginx must not keep serving port 80 from the package's postinst in tests.

@@ -1,12 +1,15 @@
 //! ngx-identity's logic that needs no nginx, plain safe Rust with unit tests: header-name
 //! and cookie rules (`header`), claim extraction (`claims`), what each user-service answer
 //! means under the configured policy (`decision`), cached answers (`cache_entry`), the
-//! cache's lookup and store decisions (`cache_policy`) and
-//! sealed cookies (`sealed`). The module (the workspace root), `identity-seal` and the fuzz
+//! cache's lookup and store decisions (`cache_policy`), sealed cookies (`sealed`), and
+//! signed identity assertions and their keys (`assertion`, `assertion_key`). The module
+//! (the workspace root), `identity-seal` and the fuzz
 //! targets all use it as a library.
 
 #![forbid(unsafe_code)]
 
+pub mod assertion;
+pub mod assertion_key;
 pub mod cache_entry;
 pub mod cache_policy;
 pub mod claims;
