@@ -64,16 +64,20 @@ pub fn copies(r: &ngx_http_request_t, keep: impl Fn(&[u8]) -> bool) -> Vec<ngx_t
         // SAFETY: each element points into the list.
         .map(|elt| unsafe { *elt })
         .filter(|elt| elt.hash != 0 && keep(elt.key.as_bytes()))
-        .map(|elt| {
-            // Since 1.23 each element links to the next of its name in the original list.
-            #[cfg(nginx1_23_0)]
-            let elt = ngx_table_elt_t {
-                next: ptr::null_mut(),
-                ..elt
-            };
-            elt
-        })
+        .map(unlinked)
         .collect()
+}
+
+/// A copy of a header element, out of nginx's per-name chain (since 1.23 each element
+/// links to the next of its name in the list it was in).
+#[allow(clippy::let_and_return)] // the `let` exists only from 1.23 on
+fn unlinked(elt: ngx_table_elt_t) -> ngx_table_elt_t {
+    #[cfg(nginx1_23_0)]
+    let elt = ngx_table_elt_t {
+        next: ptr::null_mut(),
+        ..elt
+    };
+    elt
 }
 
 /// Refills `list` in place with the headers of `source` that `edit` keeps or replaces.
