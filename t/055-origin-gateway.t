@@ -248,3 +248,25 @@ sub { main::ws("-H", "Cookie: session=alice-session", "-p", "v1.token.websocket.
 \Astatus 101\nfirst .*"sec-websocket-protocol":"v1\.token\.websocket\.example\.com,X-EXAMPLE-AUTHORIZATION\.[\w-]+\.[\w-]+\.[\w-]+".*"subprotocol_jwt":\{"sub":"alice","via":"cookie",.*\necho: hello\n\z
 --- response_body_unlike eval
 qr/\Q$main::BobJwt\E|"sub":"bob"/
+
+
+
+=== TEST 17: location /api/user (the user service itself, no identity_request) no longer gets the client's X-EXAMPLE-AUTHORIZATION: a protected name is removed server-wide (README, Migrating)
+--- request
+GET /api/user/token?request_uri=/x
+--- more_headers eval
+"X-EXAMPLE-AUTHORIZATION: $main::BobJwt"
+--- error_code: 401
+--- response_body chomp
+{"detail": "not authenticated"}
+
+
+
+=== TEST 18: location /api/user still gets the client's cookie, as with the origin
+--- request
+GET /api/user/token?request_uri=/x
+--- more_headers
+Cookie: session=bob-session
+--- error_code: 200
+--- response_body_like chomp
+\A[\w-]+\.[\w-]+\.[\w-]+\z
