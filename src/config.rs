@@ -26,6 +26,8 @@ pub enum ConfigError {
     NoMemory,
     #[error("zone \"{0}\" is already defined")]
     DuplicateZone(String),
+    #[error(transparent)]
+    Claims(#[from] crate::assertion::SpecError),
 }
 
 /// A mistake found while merging a location with its enclosing levels, reported by
@@ -44,6 +46,10 @@ pub enum MergeError {
          $cookie_NAME variable, to know which cookie is the session"
     )]
     StripCookieWithoutCookieKey,
+    #[error("\"{0}\" needs \"identity_assertion_key\" in the http block")]
+    AssertionWithoutKeys(&'static str),
+    #[error("\"identity_assertion {0}\": an identity_header sets \"{0}\" too")]
+    AssertionHeaderTaken(String),
 }
 
 /// One `identity_header name value`.
@@ -100,6 +106,34 @@ pub struct SealedCookie {
     pub max_age: Option<i64>,
 }
 
+/// `identity_assertion header [audience=] [issuer=] [ttl=] [claims=]`.
+#[derive(Clone)]
+pub struct AssertionHeader {
+    pub name: Vec<u8>,
+    pub lowcase_name: Vec<u8>,
+    pub spec: crate::assertion::AssertionSpec,
+}
+
+impl AssertionHeader {
+    /// The name, for the lifetime of the configuration (as `IdentityHeader::name`).
+    pub fn name(&self) -> &'static [u8] {
+        // SAFETY: the Vec lives in the configuration and is not changed after parsing.
+        unsafe { core::slice::from_raw_parts(self.name.as_ptr(), self.name.len()) }
+    }
+
+    pub fn lowcase_name(&self) -> &'static [u8] {
+        // SAFETY: as for `name`.
+        unsafe { core::slice::from_raw_parts(self.lowcase_name.as_ptr(), self.lowcase_name.len()) }
+    }
+}
+
+/// `identity_assertion`: `off` cancels an inherited one.
+#[derive(Clone)]
+pub enum Assertion {
+    Off,
+    Header(Box<AssertionHeader>),
+}
+
 /// `identity_sealed`.
 #[derive(Clone)]
 pub enum Sealed {
@@ -131,6 +165,14 @@ impl IdentityConf {
     pub fn sealed_cookie(&self) -> Option<&SealedCookie> {
         match &self.sealed {
             Some(Sealed::Cookie(cookie)) => Some(cookie),
+            _ => None,
+        }
+    }
+
+    /// The signed assertion header set here, if any.
+    pub fn assertion_header(&self) -> Option<&AssertionHeader> {
+        match &self.assertion {
+            Some(Assertion::Header(h)) => Some(h),
             _ => None,
         }
     }
@@ -193,6 +235,7 @@ impl IdentityConf {
             .flatten()
             .chain(self.identity_headers().iter().map(|h| &h.name))
             .chain(self.pass_client_headers())
+            .chain(self.assertion_header().map(|a| &a.name))
     }
 
     /// `identity_pass_client_header`: the client headers the identity subrequest carries.

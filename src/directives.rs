@@ -9,15 +9,16 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
-    NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::cache_entry::{ValidRule, DEFAULT_VALID};
 use crate::config::{
-    CacheSetting, ConfigError, IdentityHeader, KeyDef, MergeError, RequestUri, Sealed, ZoneRef,
+    Assertion, CacheSetting, ConfigError, IdentityHeader, KeyDef, MergeError, RequestUri, Sealed,
+    ZoneRef,
 };
 use crate::decision::OnError;
 use crate::parsers::{self as p, args, default_key, text};
@@ -81,6 +82,11 @@ identity_directives! {
         /// `identity_sealed name [max_age=time] | off`.
         sealed: Sealed => "identity_sealed", ANY, NGX_CONF_TAKE12, p::sealed,
             inherit = Sealed::Off;
+        /// `identity_assertion header [audience=] [issuer=] [ttl=] [claims=] | off`.
+        assertion: Assertion => "identity_assertion", ANY, NGX_CONF_1MORE,
+            p::assertion, inherit = Assertion::Off;
+        /// `identity_jwks`: this location answers with the assertion keys' JWKS.
+        jwks: bool => "identity_jwks", LOC, NGX_CONF_NOARGS, p::jwks, this_level;
     }
     derived {
         /// The compiled `identity_key` (null only before merging).
@@ -104,6 +110,8 @@ identity_directives! {
             NGX_HTTP_LOC_CONF_OFFSET;
         "identity_sealed_keys", MAIN, NGX_CONF_TAKE1, crate::sealed_keys::set_sealed_keys,
             NGX_HTTP_MAIN_CONF_OFFSET;
+        "identity_assertion_key", MAIN, NGX_CONF_TAKE1,
+            crate::assertion_keys::set_assertion_key, NGX_HTTP_MAIN_CONF_OFFSET;
     }
 }
 

@@ -202,6 +202,8 @@ fn revisit(
                 p.identity_headers()
                     .iter()
                     .any(|h| header_names_match(&h.name, name))
+                    || p.assertion_header()
+                        .is_some_and(|a| header_names_match(&a.name, name))
             })
     })?;
     ctx.headers_from.set(ptr::null());

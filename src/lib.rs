@@ -6,8 +6,13 @@
 //! the `ngx-identity-core` crate (src/core) with its unit tests; the files here are the
 //! nginx layer around it. Re-exported so the layer names it `crate::header` and so on.
 
-pub use identity_core::{cache_entry, cache_policy, claims, decision, header, sealed};
+pub use identity_core::{
+    assertion, assertion_cache, assertion_key, cache_entry, cache_policy, claims, decision, header,
+    sealed,
+};
 
+mod assertion_header;
+mod assertion_keys;
 mod cache;
 mod cache_flow;
 mod cache_nodes;
@@ -19,6 +24,7 @@ mod declare;
 mod directives;
 mod handler;
 mod headers_in;
+mod jwks;
 mod merge;
 mod module;
 mod ngx_codes;

@@ -85,6 +85,26 @@ impl IdentityConf {
             return Err(MergeError::SealedWithoutKeys);
         }
 
+        let no_assertion_keys =
+            crate::module::main_conf_of(cf).is_none_or(|m| m.assertion_keys.is_none());
+        if let Some(a) = self.assertion_header() {
+            if no_assertion_keys {
+                return Err(MergeError::AssertionWithoutKeys("identity_assertion"));
+            }
+            if self
+                .identity_headers()
+                .iter()
+                .any(|h| header_names_match(&h.name, &a.name))
+            {
+                return Err(MergeError::AssertionHeaderTaken(
+                    String::from_utf8_lossy(&a.name).into_owned(),
+                ));
+            }
+        }
+        if self.jwks == Some(true) && no_assertion_keys {
+            return Err(MergeError::AssertionWithoutKeys("identity_jwks"));
+        }
+
         // The enclosing level's own names count too: the outermost (http) level is only
         // ever merged as a parent, so its list is built here.
         let mut spoofable = prev.spoofable.clone();

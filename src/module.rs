@@ -24,6 +24,8 @@ use crate::{handler, protected_names, subrequest, variables};
 #[derive(Default)]
 pub struct MainConf {
     pub keyring: Option<crate::sealed::KeyRing>,
+    /// `identity_assertion_key`: the first signs, all are published.
+    pub assertion_keys: Option<crate::assertion_key::KeySet>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -68,7 +70,10 @@ static NO_SRV_CONF: SrvConf = SrvConf {
     protected: Vec::new(),
     pass_client: Vec::new(),
 };
-static NO_MAIN_CONF: MainConf = MainConf { keyring: None };
+static NO_MAIN_CONF: MainConf = MainConf {
+    keyring: None,
+    assertion_keys: None,
+};
 
 /// This module's configuration for the server `r` is in.
 pub fn srv_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a SrvConf {

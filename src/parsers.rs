@@ -14,7 +14,9 @@ use crate::config::{
 use crate::decision::OnError;
 use crate::header::{header_names_match, is_valid_header_name};
 
+mod assertion;
 mod cache;
+pub use assertion::*;
 pub use cache::*;
 
 /// `identity_key` when no level sets it.

@@ -4,6 +4,7 @@
 use ngx::ffi::{ngx_http_complex_value, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_LOG_ERR};
 use ngx::ngx_log_error;
 
+use crate::assertion_header::assertion_header;
 use crate::config::{IdentityConf, IdentityHeader};
 use crate::decision::{IdentityStatus, Verdict};
 use crate::header::{check_header_value, strip_cookies};
@@ -41,10 +42,15 @@ fn apply(
     // session cookie either.
     strip_session_cookie(r, conf)?;
     match verdict {
-        Verdict::Allow => match identity_headers(r, conf, ctx) {
-            Ok(headers) => {
+        Verdict::Allow => match identity_headers(r, conf, ctx)
+            .and_then(|h| Ok((h, assertion_header(r, conf, ctx)?)))
+        {
+            Ok((headers, assertion)) => {
                 for (h, value) in headers {
                     headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
+                }
+                if let Some(a) = assertion {
+                    headers_in::add_request_header(r, a.name, a.lowcase_name, a.value)?;
                 }
                 ctx.headers_from.set(conf);
                 ctx.accepted.set(true);

@@ -94,6 +94,8 @@ pub enum AssertionError {
     NotAnObject,
     #[error("signing failed")]
     Sign,
+    #[error("the identity expires before an assertion could")]
+    Expired,
 }
 
 /// A signed assertion and what deciding on its reuse needs.

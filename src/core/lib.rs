@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod assertion_cache;
 pub mod assertion_key;
 pub mod cache_entry;
 pub mod cache_policy;
