@@ -1,7 +1,10 @@
-//! Claim extraction from arbitrary user-service bodies.
+//! Claim extraction from arbitrary user-service bodies, differential: `Claims::parse`
+//! (a fast scanner, serde_json when it is not sure) and `Claims::get` must agree with the
+//! serde_json-only reference on every input: the same refusal, the same fields in the
+//! same order, the same claim text.
 #![no_main]
 
-use identity_core::claims;
+use identity_core::claims::{self, reference};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,8 +14,28 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = body.get(1..).unwrap_or(body);
-    if let Ok(c) = claims::Claims::parse(body) {
-        let _ = c.get(body, name);
-        let _ = c.get(body, "id");
+    let fast = claims::Claims::parse(body);
+    let slow = reference::parse(body);
+    match (&fast, &slow) {
+        (Ok(f), Ok(s)) => {
+            let fields = reference::fields(f, body);
+            assert_eq!(fields, reference::fields(s, body));
+            let mut names: Vec<String> = vec![name.into(), "id".into(), name.to_uppercase()];
+            for (k, _) in &fields {
+                if let Ok(k) = std::str::from_utf8(k) {
+                    names.push(k.into());
+                    names.push(k.to_ascii_uppercase());
+                }
+            }
+            for n in &names {
+                let got = f.get(body, n);
+                assert_eq!(got, reference::get(s, body, n), "{n}");
+                assert_eq!(got, reference::get(f, body, n), "{n}");
+                assert_eq!(f.raw_all(body, n), s.raw_all(body, n), "{n}");
+                assert_eq!(f.raw(body, n), s.raw(body, n), "{n}");
+            }
+        }
+        (Err(f), Err(s)) => assert_eq!(f, s),
+        _ => panic!("fast {fast:?} vs serde_json {slow:?}"),
     }
 });

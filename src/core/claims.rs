@@ -1,9 +1,11 @@
 //! Claim extraction for `$identity_claim_NAME`: top-level fields of a JSON object body.
 //!
 //! Parsing records where each top-level value lies in the body instead of building a
-//! tree: one validation pass and one small allocation per body, and a claim's text is
-//! taken from its own bytes only when a variable asks for it. Numbers keep their exact
-//! text this way.
+//! tree, and a claim's text is taken from its own bytes only when a variable asks for it.
+//! Numbers keep their exact text this way. A body is read twice on a cache hit's first
+//! claim (UTF-8, then JSON), so the usual body takes a fast path (`scan`): one pass, no
+//! allocation, the spans kept in place; anything it is not sure of goes through
+//! serde_json, which is also the reference the fuzz target compares the fast path with.
 
 use core::fmt;
 use core::ops::Range;
@@ -11,6 +13,8 @@ use core::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+mod scan;
 
 /// Why a body offers no claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,82 +35,168 @@ enum Key {
 /// The top-level fields of an identity body, as spans of that body.
 #[derive(Debug)]
 pub struct Claims {
-    fields: Vec<(Key, Range<usize>)>,
+    fields: Fields,
+}
+
+// The fast path's spans stay in place (no allocation per request): the size is the point.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Fields {
+    /// From the fast path: keys without escapes, at most `scan::INLINE` of them.
+    Spans(scan::Spans),
+    /// From serde_json.
+    General(Vec<(Key, Range<usize>)>),
 }
 
 impl Claims {
     /// Parses a body; it must be a UTF-8 JSON object (RFC 8259).
     pub fn parse(body: &[u8]) -> Result<Self, ClaimsError> {
         let text = core::str::from_utf8(body).map_err(|_| ClaimsError::NotJson)?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let fields = de
-            .deserialize_any(FieldsVisitor {
-                base: text.as_ptr() as usize,
-            })
-            .map_err(|e| {
-                if e.is_data() {
-                    ClaimsError::NotAnObject
-                } else {
-                    ClaimsError::NotJson
+        match scan::scan(body) {
+            Some(spans) => Ok(Claims {
+                fields: Fields::Spans(spans),
+            }),
+            None => parse_with_serde(text),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.fields {
+            Fields::Spans(s) => s.len,
+            Fields::General(v) => v.len(),
+        }
+    }
+
+    /// Field `i`'s key text and value span; an empty key when `body` is not the body
+    /// parsed.
+    fn field<'a>(&'a self, body: &'a [u8], i: usize) -> (&'a [u8], Range<usize>) {
+        match &self.fields {
+            Fields::Spans(s) => {
+                let f = s.spans.get(i).copied().unwrap_or_default();
+                let key = body.get(f.key.0 as usize..f.key.1 as usize);
+                (
+                    key.unwrap_or_default(),
+                    f.value.0 as usize..f.value.1 as usize,
+                )
+            }
+            Fields::General(v) => match v.get(i) {
+                Some((Key::Span(r), value)) => {
+                    (body.get(r.clone()).unwrap_or_default(), value.clone())
                 }
-            })?;
-        de.end().map_err(|_| ClaimsError::NotJson)?;
-        Ok(Claims { fields })
+                Some((Key::Owned(k), value)) => (k.as_bytes(), value.clone()),
+                None => (b"", 0..0),
+            },
+        }
+    }
+
+    /// The raw JSON text of field `i`'s value.
+    fn value<'a>(&self, body: &'a [u8], i: usize) -> Option<&'a str> {
+        let (_, range) = self.field(body, i);
+        core::str::from_utf8(body.get(range)?).ok()
     }
 
     /// The raw JSON text of the top-level field called exactly `name` (the first, if the
     /// object repeats it).
     pub fn raw<'a>(&self, body: &'a [u8], name: &str) -> Option<&'a str> {
-        self.raw_all(body, name).first().copied()
+        let i = (0..self.len()).find(|&i| self.field(body, i).0 == name.as_bytes())?;
+        self.value(body, i)
     }
 
     /// The raw JSON text of every top-level field called exactly `name` (escapes in the
     /// key decoded), in order: JSON allows a repeated key, and readers differ on which
     /// copy wins, so a check that must be unambiguous looks at all of them.
     pub fn raw_all<'a>(&self, body: &'a [u8], name: &str) -> Vec<&'a str> {
-        let Ok(text) = core::str::from_utf8(body) else {
+        if core::str::from_utf8(body).is_err() {
             return Vec::new();
-        };
-        self.fields
-            .iter()
-            .filter_map(|(k, v)| {
-                let key = match k {
-                    Key::Span(r) => text.get(r.clone())?,
-                    Key::Owned(s) => s.as_str(),
-                };
-                (key == name).then(|| text.get(v.clone())).flatten()
-            })
+        }
+        (0..self.len())
+            .filter(|&i| self.field(body, i).0 == name.as_bytes())
+            .filter_map(|i| self.value(body, i))
             .collect()
+    }
+
+    /// The index of claim `name`: an exact match first, then a case-insensitive one.
+    fn find(&self, body: &[u8], name: &str) -> Option<usize> {
+        let name = name.as_bytes();
+        (0..self.len())
+            .find(|&i| self.field(body, i).0 == name)
+            .or_else(|| (0..self.len()).find(|&i| self.field(body, i).0.eq_ignore_ascii_case(name)))
     }
 
     /// The text of claim `name` in `body` (the body `parse` was given), or `None` when
     /// absent or null. nginx lowercases variable names, so an exact match is tried first
     /// and then a case-insensitive one (`$identity_claim_userid` finds `userId`).
     pub fn get(&self, body: &[u8], name: &str) -> Option<String> {
-        let text = core::str::from_utf8(body).ok()?;
-        fn key_text<'a>(text: &'a str, k: &'a Key) -> &'a str {
-            match k {
-                Key::Span(r) => text.get(r.clone()).unwrap_or_default(),
-                Key::Owned(s) => s,
-            }
-        }
-        let value = self
-            .fields
-            .iter()
-            .find(|(k, _)| key_text(text, k) == name)
-            .or_else(|| {
-                self.fields
-                    .iter()
-                    .find(|(k, _)| key_text(text, k).eq_ignore_ascii_case(name))
-            })
-            .map(|(_, v)| text.get(v.clone()).unwrap_or_default())?;
-        claim_text(value)
+        claim_text(self.value(body, self.find(body, name)?)?)
     }
+}
+
+/// The serde_json path of `Claims::parse` (the fast path's reference) and `claim_text`'s
+/// reference: the differential fuzz target compares the fast paths with them.
+#[doc(hidden)]
+pub mod reference {
+    use super::*;
+
+    /// `Claims::parse` through serde_json only.
+    pub fn parse(body: &[u8]) -> Result<Claims, ClaimsError> {
+        let text = core::str::from_utf8(body).map_err(|_| ClaimsError::NotJson)?;
+        parse_with_serde(text)
+    }
+
+    /// `Claims::get` with serde_json decoding every string.
+    pub fn get(claims: &Claims, body: &[u8], name: &str) -> Option<String> {
+        claim_text_reference(claims.value(body, claims.find(body, name)?)?)
+    }
+
+    /// Every field as (decoded key, raw value), in order.
+    pub fn fields(claims: &Claims, body: &[u8]) -> Vec<(Vec<u8>, Option<String>)> {
+        (0..claims.len())
+            .map(|i| {
+                let (k, _) = claims.field(body, i);
+                (k.to_vec(), claims.value(body, i).map(str::to_string))
+            })
+            .collect()
+    }
+
+    /// Whether `parse` took the fast path.
+    pub fn is_fast(claims: &Claims) -> bool {
+        matches!(claims.fields, Fields::Spans(_))
+    }
+}
+
+fn parse_with_serde(text: &str) -> Result<Claims, ClaimsError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = de
+        .deserialize_any(FieldsVisitor {
+            base: text.as_ptr() as usize,
+        })
+        .map_err(|e| {
+            if e.is_data() {
+                ClaimsError::NotAnObject
+            } else {
+                ClaimsError::NotJson
+            }
+        })?;
+    de.end().map_err(|_| ClaimsError::NotJson)?;
+    Ok(Claims {
+        fields: Fields::General(fields),
+    })
+}
+
+/// `claim_text_reference`, with a string free of escapes taken as it stands (serde_json
+/// would give the same text, after a second pass over it).
+fn claim_text(raw: &str) -> Option<String> {
+    if let [b'"', inner @ .., b'"'] = raw.as_bytes() {
+        if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+            return raw.get(1..raw.len() - 1).map(str::to_string);
+        }
+    }
+    claim_text_reference(raw)
 }
 
 /// Strings as they are, numbers as written, booleans as `true`/`false`, arrays of
 /// scalars joined with commas, anything else as compact JSON; null is absent.
-fn claim_text(raw: &str) -> Option<String> {
+fn claim_text_reference(raw: &str) -> Option<String> {
     match raw.as_bytes().first()? {
         b'n' => None,
         b'"' => serde_json::from_str::<String>(raw).ok(),
@@ -119,7 +209,7 @@ fn claim_text(raw: &str) -> Option<String> {
                 Some(
                     items
                         .iter()
-                        .filter_map(|i| claim_text(i.get()))
+                        .filter_map(|i| claim_text_reference(i.get()))
                         .collect::<Vec<_>>()
                         .join(","),
                 )
@@ -289,5 +379,58 @@ mod tests {
         );
         assert_eq!(Claims::parse(b"").err(), Some(ClaimsError::NotJson));
         assert!(Claims::parse(b" {} ").is_ok());
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_json() {
+        let bodies: [&[u8]; 18] = [
+            br#"{"id":"bench-user","name":"Bench User","roles":["admin","dev"],"pad":"xxxxxxxxxxxxxxxx"}"#,
+            br#" {"a" : 1 ,"b":[1,{"c":"\u00e9"}],"d":{"e":[]},"f":-0.5E-3} "#,
+            br#"{"id":"x\"y","id":"second","ID":"case"}"#,
+            br#"{"s":"a\r\nb","t":"\ud800","u":"tab\tthere","v":"\/"}"#,
+            br#"{"e\u0078p":1,"exp":2}"#,
+            br#"{"n":01}"#,
+            br#"{"n":1.}"#,
+            br#"{"n":-}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a":1,}"#,
+            br#"[1,2"#,
+            br#"{"a":"\q"}"#,
+            br#"{"a":"x"}  y"#,
+            b"{\"a\":\"ctl\x01\"}",
+            b"{\"\xc3\xa9\":\"\xc3\xa9\"}",
+            br#"true"#,
+            br#"-"#,
+            br#"{"a":{"b":{"c":[[[]]]}},"z":"\u0041"}"#,
+        ];
+        for body in bodies {
+            let fast = Claims::parse(body);
+            let slow = reference::parse(body);
+            match (&fast, &slow) {
+                (Ok(f), Ok(s)) => {
+                    assert_eq!(reference::fields(f, body), reference::fields(s, body));
+                    for name in ["id", "ID", "a", "s", "t", "u", "v", "exp", "z", "é", "n"] {
+                        assert_eq!(f.get(body, name), reference::get(s, body, name));
+                        assert_eq!(f.raw_all(body, name), s.raw_all(body, name));
+                    }
+                }
+                (Err(f), Err(s)) => assert_eq!(f, s),
+                _ => panic!("{fast:?} vs {slow:?} for {body:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_ordinary_identity_takes_the_fast_path() {
+        let b = br#"{"id":"bench-user","email":"a@b.c","n":3,"roles":["admin"],"o":{"x":null}}"#;
+        let c = Claims::parse(b).unwrap();
+        assert!(reference::is_fast(&c));
+        assert_eq!(c.get(b, "id").as_deref(), Some("bench-user"));
+        assert_eq!(c.get(b, "roles").as_deref(), Some("admin"));
+        // An escaped key goes through serde_json, with the same answers.
+        let b = br#"{"i\u0064":"x"}"#;
+        let c = Claims::parse(b).unwrap();
+        assert!(!reference::is_fast(&c));
+        assert_eq!(c.get(b, "id").as_deref(), Some("x"));
     }
 }

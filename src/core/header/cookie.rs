@@ -10,6 +10,10 @@
 // nginx does, and treats as "the cookie" anything any of those readings could take for
 // it when it strips the cookie or asks whether it was sent twice.
 
+use std::borrow::Cow;
+
+use super::find_either;
+
 /// The value nginx gives `$cookie_NAME` for one Cookie line, byte for byte: the first
 /// cookie called `name` (ASCII case-insensitively) at the line's start or after a ';' or
 /// ',' and spaces, with spaces allowed around the '='; the value runs to the next ';'.
@@ -34,21 +38,13 @@ pub fn cookie_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
                     while i < end && line[i] == b' ' {
                         i += 1;
                     }
-                    let last = line[i..]
-                        .iter()
-                        .position(|&b| b == b';')
-                        .map_or(end, |p| i + p);
+                    let last = find_either(&line[i..], b';', b';').map_or(end, |p| i + p);
                     return Some(&line[i..last]);
                 }
             }
         }
-        while i < end {
-            let b = line[i];
-            i += 1;
-            if b == b';' || b == b',' {
-                break;
-            }
-        }
+        // Past the next ';' or ','.
+        i = find_either(&line[i..], b';', b',').map_or(end, |p| i + p + 1);
         while i < end && line[i] == b' ' {
             i += 1;
         }
@@ -60,10 +56,41 @@ pub fn cookie_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// between ';' and ',' separators that any common reading takes for it (see
 /// `same_cookie_name`). Each place nginx finds the cookie is counted.
 pub fn cookie_count(line: &[u8], name: &[u8]) -> usize {
-    let name = fold_cookie_name(name);
-    line.split(|&b| b == b';' || b == b',')
+    let name = comparable_name(name);
+    pieces(line)
         .filter(|piece| piece_is_cookie(piece, &name))
         .count()
+}
+
+/// The pieces of `line` between ';' and ',' separators, as `line.split` would give them.
+fn pieces(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(line);
+    core::iter::from_fn(move || {
+        let s = rest?;
+        match find_either(s, b';', b',') {
+            Some(p) => {
+                rest = s.get(p + 1..);
+                s.get(..p)
+            }
+            None => {
+                rest = None;
+                Some(s)
+            }
+        }
+    })
+}
+
+/// `name` as `piece_is_cookie` compares it: borrowed and trimmed when there is nothing
+/// to decode in it (the usual case: no allocation), else `fold_cookie_name`'s result.
+/// `piece_is_cookie` folds the case and '.' and ' ' on both sides, which leaves a folded
+/// name as it is.
+fn comparable_name(name: &[u8]) -> Cow<'_, [u8]> {
+    let trimmed = trim_ows(name);
+    if trimmed.contains(&b'%') || trimmed.contains(&b'+') {
+        Cow::Owned(fold_cookie_name(name))
+    } else {
+        Cow::Borrowed(trimmed)
+    }
 }
 
 /// Removes every cookie called one of `names` from one Cookie line.
@@ -73,7 +100,7 @@ pub fn cookie_count(line: &[u8], name: &[u8]) -> usize {
 /// whole when nginx or any common reading finds the cookie anywhere in it: so
 /// `theme=dark,session=x` goes whole, because nginx reads `session=x` out of it.
 pub fn strip_cookies(line: &[u8], names: &[Vec<u8>]) -> Option<Vec<u8>> {
-    let folded: Vec<Vec<u8>> = names.iter().map(|n| fold_cookie_name(n)).collect();
+    let folded: Vec<Cow<'_, [u8]>> = names.iter().map(|n| comparable_name(n)).collect();
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut removed = false;
     for segment in line.split(|&b| b == b';') {
@@ -116,21 +143,24 @@ fn starts_with_cookie(segment: &[u8], name: &[u8]) -> bool {
 }
 
 /// Whether one piece between separators is a `name=value` cookie whose name folds to
-/// `folded` (a `fold_cookie_name` result).
-fn piece_is_cookie(piece: &[u8], folded: &[u8]) -> bool {
+/// what `name` folds to (`name` from `comparable_name`).
+fn piece_is_cookie(piece: &[u8], name: &[u8]) -> bool {
     let Some(eq) = piece.iter().position(|&b| b == b'=') else {
         return false;
     };
     let raw = trim_ows(&piece[..eq]);
+    let same = |folded: &[u8]| {
+        folded.len() == name.len()
+            && folded
+                .iter()
+                .zip(name)
+                .all(|(&a, &b)| fold_name_char(a) == fold_name_char(b))
+    };
     if raw.contains(&b'%') || raw.contains(&b'+') {
-        return fold_cookie_name(raw) == folded;
+        return same(&fold_cookie_name(raw));
     }
     // Nothing to decode: compare in place, with no allocation per cookie.
-    raw.len() == folded.len()
-        && raw
-            .iter()
-            .zip(folded)
-            .all(|(&a, &b)| fold_name_char(a) == b)
+    same(raw)
 }
 
 /// A cookie name as the most lenient common reader sees it: surrounding spaces and tabs
@@ -347,5 +377,22 @@ mod tests {
             assert_eq!(cookie_value(&rest, b"session"), None, "{line:?}");
             assert_eq!(cookie_count(&rest, b"session"), 0, "{line:?}");
         }
+    }
+
+    #[test]
+    fn long_lines_and_encoded_names() {
+        let long = format!(
+            "a={};session=v;b={},session=w",
+            "x".repeat(40),
+            "y".repeat(30)
+        );
+        assert_eq!(cookie_value(long.as_bytes(), b"session"), Some(&b"v"[..]));
+        assert_eq!(cookie_count(long.as_bytes(), b"session"), 2);
+        assert_eq!(cookie_count(long.as_bytes(), b"Sess%69on"), 2);
+        assert_eq!(cookie_count(b"my+id=1; my.id=2; MY_ID=3", b" my id "), 3);
+        assert_eq!(
+            strip_cookies(b"my+id=1; k=2", &names(&["my%20id"])).as_deref(),
+            Some(&b"k=2"[..])
+        );
     }
 }
