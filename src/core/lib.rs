@@ -15,5 +15,6 @@ pub mod cache_policy;
 pub mod claims;
 pub mod decision;
 pub mod header;
+pub mod metrics_text;
 pub mod sealed;
 pub mod uri;
