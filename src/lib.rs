@@ -19,6 +19,8 @@ mod directives;
 mod handler;
 mod headers_in;
 mod merge;
+mod metrics;
+mod metrics_handler;
 mod module;
 mod ngx_codes;
 mod outcome;
