@@ -78,7 +78,7 @@ fn shared<'a>() -> Option<&'a Shared> {
 
 fn my_slot(s: &Shared) -> &Slot {
     // SAFETY: a plain read of the worker's number, written before the worker starts.
-    let worker = unsafe { ngx::ffi::ngx_worker } as usize;
+    let worker: usize = unsafe { ngx::ffi::ngx_worker };
     &s.slots[worker % WORKER_SLOTS]
 }
 
@@ -225,6 +225,8 @@ pub fn count_verdict(ctx: &RequestCtx) {
 
 /// The identity subrequest `sr` was finalized with `rc`; counted on the first call only
 /// (nginx calls again after building an error page).
+// time_t is not i64 on every platform.
+#[allow(clippy::unnecessary_cast)]
 pub fn count_service_call(sr: &ngx_http_request_t, rc: ngx_int_t, ctx: &RequestCtx, done: bool) {
     let Some(s) = shared() else { return };
     if ctx.state.get() == State::Answered {
