@@ -9,8 +9,8 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
+    NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -98,7 +98,7 @@ identity_directives! {
     others {
         "identity_cache_zone", MAIN, NGX_CONF_TAKE1, location_shim!(p::cache_zone),
             NGX_HTTP_LOC_CONF_OFFSET;
-        "identity_metrics", LOC, NGX_CONF_NOARGS,
+        "identity_metrics", LOC, ngx::ffi::NGX_CONF_NOARGS,
             location_shim!(crate::metrics_handler::metrics_directive), NGX_HTTP_LOC_CONF_OFFSET;
         "identity_sealed_keys", MAIN, NGX_CONF_TAKE1, crate::sealed_keys::set_sealed_keys,
             NGX_HTTP_MAIN_CONF_OFFSET;
