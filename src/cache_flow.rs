@@ -36,7 +36,8 @@ pub fn fetch(
         // on keeps this call's answer out.
         cache.call.set(cache.zone().begin_call());
     }
-    if let Err(e) = subrequest::start(r, uri, ctx, conf.max_size()) {
+    let passed = crate::client_headers::passed(r, conf);
+    if let Err(e) = subrequest::start(r, uri, ctx, conf.max_size(), &passed) {
         if let Some(cache) = ctx.cache.get().filter(|c| c.holds_lock.get()) {
             cache.holds_lock.set(false);
             cache.zone().fail(&cache.tag);

@@ -183,23 +183,42 @@ impl IdentityConf {
         self.key_def.as_ref().map(|k| &k.source[..])
     }
 
-    /// The header names this level itself protects (`identity_strip`, `identity_header`),
-    /// before merging: what the server-wide strip collects from every level.
+    /// The header names this level itself protects (`identity_strip`, `identity_header`,
+    /// `identity_pass_client_header`: a client header handed to the user service never
+    /// reaches an upstream), before merging: what the server-wide strip collects from
+    /// every level.
     pub fn own_protected_names(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.strip
             .iter()
             .flatten()
             .chain(self.identity_headers().iter().map(|h| &h.name))
+            .chain(self.pass_client_headers())
+    }
+
+    /// `identity_pass_client_header`: the client headers the identity subrequest carries.
+    pub fn pass_client_headers(&self) -> &[Vec<u8>] {
+        self.pass_client.as_deref().unwrap_or(&[])
     }
 
     /// Whether `other` asks the user service the same question: the same
-    /// `identity_request` URI, the same `identity_key` definition, the same cache zone and
-    /// the same sealed cookie. An answer obtained for one is valid for the other.
+    /// `identity_request` URI, the same `identity_key` definition, the same client headers
+    /// passed, the same cache zone and the same sealed cookie. An answer obtained for one
+    /// is valid for the other.
     pub fn same_question(&self, other: &IdentityConf) -> bool {
         let uri = |c: &IdentityConf| c.enabled().map(|u| u.as_bytes().to_vec());
         let sealed = |c: &IdentityConf| c.sealed_cookie().map(|s| (s.name.clone(), s.max_age));
+        let passed = |c: &IdentityConf| {
+            let mut names: Vec<Vec<u8>> = c
+                .pass_client_headers()
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect();
+            names.sort_unstable();
+            names
+        };
         uri(self) == uri(other)
             && self.key_source() == other.key_source()
+            && passed(self) == passed(other)
             && self.cache_shm() == other.cache_shm()
             && sealed(self) == sealed(other)
     }

@@ -41,6 +41,10 @@ identity_directives! {
         /// `identity_header name value`, repeatable; a level with none inherits the list.
         headers: Vec<IdentityHeader> => "identity_header", ANY, NGX_CONF_TAKE2, p::header,
             inherit = Vec::new();
+        /// `identity_pass_client_header name`, repeatable; a level with none inherits the
+        /// list. The client's copies go to the identity subrequest only.
+        pass_client: Vec<Vec<u8>> => "identity_pass_client_header", ANY, NGX_CONF_TAKE1,
+            p::pass_client_header, inherit = Vec::new();
         /// `identity_strip name`, repeatable; folded into `spoofable` while merging.
         strip: Vec<Vec<u8>> => "identity_strip", ANY, NGX_CONF_TAKE1, p::strip,
             this_level;

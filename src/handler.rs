@@ -17,8 +17,9 @@ use ngx::ffi::{
 use ngx::http::HTTPStatus;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use crate::cache_entry::key_input;
+use crate::cache_entry::key_input_with_headers;
 use crate::cache_flow::{consult_cache, fetch, finish};
+use crate::client_headers;
 use crate::config::IdentityConf;
 use crate::decision::{Answer, IdentityStatus, Verdict};
 use crate::header::header_names_match;
@@ -61,15 +62,26 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Post-read phase, main requests only, before any location is chosen: removes every
 /// header name the module protects anywhere in this server. Subrequests share the main
 /// request's header list, so none of them, and no redirect or sibling location, ever
-/// sees a client's copy.
+/// sees a client's copy. The copies of `identity_pass_client_header` names are kept
+/// first (`client_headers`), for the identity subrequest alone.
 pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a live request.
     let r = unsafe { &mut *r };
-    let names = &srv_conf(r).protected;
+    let srv = srv_conf(r);
+    let names = &srv.protected;
     if !ptr::eq(r, r.main) || names.is_empty() {
         return NGX_DECLINED;
     }
-    match strip_names(r, |name| names.iter().any(|n| header_names_match(n, name))) {
+    // The client's copies of identity_pass_client_header names, for the identity
+    // subrequest alone, taken before they go.
+    let kept = if srv.pass_client.is_empty() {
+        Ok(())
+    } else {
+        client_headers::keep(r, &srv.pass_client)
+    };
+    let stripped = kept
+        .and_then(|()| strip_names(r, |name| names.iter().any(|n| header_names_match(n, name))));
+    match stripped {
         Ok(()) => NGX_DECLINED,
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
@@ -277,14 +289,22 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
     if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
         return Err(HandlerError::Key);
     }
-    if key.len == 0 {
+    // A client header passed to the user service is a credential too.
+    let passed = client_headers::passed(r, conf);
+    if key.len == 0 && passed.is_empty() {
         ctx.basis.set(Basis::NoCredential);
         return conclude(r, conf, ctx, conf.policy().no_credential());
     }
 
     if let Some(zone) = conf.cache_zone() {
-        // The key is the question (this server's identity_request URI) and the credential.
-        if let Some(tag) = zone.tag(&key_input(&conf.question, key.as_bytes())) {
+        // The key is the question (this server's identity_request URI) and the credential:
+        // the key's value and the client headers passed, all the user service judges.
+        let passed: Vec<_> = passed
+            .iter()
+            .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
+            .collect();
+        let input = key_input_with_headers(&conf.question, key.as_bytes(), &passed);
+        if let Some(tag) = zone.tag(&input) {
             let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,

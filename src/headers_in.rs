@@ -54,6 +54,32 @@ pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
     }
 }
 
+/// Copies of the request's live headers whose name `keep` accepts, in list order, each
+/// unlinked from nginx's per-name chain. They share the originals' key and value
+/// storage, which lives as long as the request.
+pub fn copies(r: &ngx_http_request_t, keep: impl Fn(&[u8]) -> bool) -> Vec<ngx_table_elt_t> {
+    // SAFETY: headers_in.headers is the request's live header list.
+    unsafe { elements(&r.headers_in.headers) }
+        .into_iter()
+        // SAFETY: each element points into the list.
+        .map(|elt| unsafe { *elt })
+        .filter(|elt| elt.hash != 0 && keep(elt.key.as_bytes()))
+        .map(unlinked)
+        .collect()
+}
+
+/// A copy of a header element, out of nginx's per-name chain (since 1.23 each element
+/// links to the next of its name in the list it was in).
+#[allow(clippy::let_and_return)] // the `let` exists only from 1.23 on
+fn unlinked(elt: ngx_table_elt_t) -> ngx_table_elt_t {
+    #[cfg(nginx1_23_0)]
+    let elt = ngx_table_elt_t {
+        next: ptr::null_mut(),
+        ..elt
+    };
+    elt
+}
+
 /// Refills `list` in place with the headers of `source` that `edit` keeps or replaces.
 /// In place because an `ngx_list_t` points into itself (`last`) and cannot be moved.
 ///
@@ -378,7 +404,7 @@ fn is_indexed(name: &[u8]) -> bool {
 }
 
 /// The subrequest's own copy of the client's headers, without those that `withhold`
-/// names: the subrequest starts with a shallow copy of the parent's, and must not
+/// names and with `add` (the client headers passed to the user service): the subrequest starts with a shallow copy of the parent's, and must not
 /// change what the main request sends upstream.
 ///
 /// # Safety
@@ -386,11 +412,12 @@ fn is_indexed(name: &[u8]) -> bool {
 pub unsafe fn give_subrequest_filtered_headers(
     sr: &mut ngx_http_request_t,
     withhold: impl Fn(&[u8]) -> bool,
+    add: &[ngx_table_elt_t],
 ) -> Result<(), NoMemory> {
     let mut any = false;
     // SAFETY: per the caller.
     unsafe { visit(&sr.headers_in.headers, |name, _| any |= withhold(name)) };
-    if !any {
+    if !any && add.is_empty() {
         // Nothing to hold back: the shallow copy of the parent's list, which nothing
         // changes while the subrequest runs, is what the subrequest reads.
         return Ok(());
@@ -406,6 +433,18 @@ pub unsafe fn give_subrequest_filtered_headers(
             }
         })
     }?;
+    // Added to the subrequest's own list only (refilled above: pushing onto the shallow
+    // copy would write into the parent's).
+    for elt in add {
+        // SAFETY: the list was just initialised as a list of ngx_table_elt_t.
+        let slot = unsafe { ngx_list_push(&mut sr.headers_in.headers) } as *mut ngx_table_elt_t;
+        if slot.is_null() {
+            return Err(NoMemory);
+        }
+        // SAFETY: slot is a fresh element; the copy shares the original's storage, which
+        // lives as long as the request.
+        unsafe { ptr::write(slot, *elt) };
+    }
     // The subrequest's shortcuts still point at the parent's elements, withheld ones too.
     relink_shortcuts(sr)
 }

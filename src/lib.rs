@@ -12,6 +12,7 @@ mod cache;
 mod cache_flow;
 mod cache_nodes;
 mod cache_zone;
+mod client_headers;
 mod config;
 #[macro_use]
 mod declare;

@@ -33,6 +33,9 @@ pub struct MainConf {
 #[derive(Default)]
 pub struct SrvConf {
     pub protected: Vec<Vec<u8>>,
+    /// Every `identity_pass_client_header` name of the server: the client's copies are
+    /// kept (`client_headers`) before the post-read strip.
+    pub pass_client: Vec<Vec<u8>>,
 }
 
 /// This module, for the `ngx` crate's typed access to its configurations
@@ -63,6 +66,7 @@ unsafe impl HttpModuleLocationConf for IdentityModule {
 /// What a request reads if a slot were ever empty (nginx always fills them).
 static NO_SRV_CONF: SrvConf = SrvConf {
     protected: Vec::new(),
+    pass_client: Vec::new(),
 };
 static NO_MAIN_CONF: MainConf = MainConf { keyring: None };
 

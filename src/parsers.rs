@@ -181,6 +181,26 @@ pub fn strip(
     Ok(())
 }
 
+pub fn pass_client_header(
+    _cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let name = a[1];
+    if !is_valid_header_name(name.as_bytes()) {
+        return Err(ConfigError::HeaderName(text(&name)));
+    }
+    let names = conf.pass_client.get_or_insert_with(Vec::new);
+    if names
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    {
+        return Err(ConfigError::Duplicate);
+    }
+    names.push(name.as_bytes().to_vec());
+    Ok(())
+}
+
 pub fn anonymous(
     _cf: &mut ngx_conf_t,
     conf: &mut IdentityConf,

@@ -86,9 +86,16 @@ unsafe fn collect_needs(
     }
 }
 
+/// The names a server protects, and those of them it passes to the user service.
+#[derive(Default)]
+struct ServerNames {
+    protected: Vec<Vec<u8>>,
+    passed: Vec<Vec<u8>>,
+}
+
 /// # Safety
 /// As for `children`.
-unsafe fn collect_names(clcf: &ngx_http_core_loc_conf_t, names: &mut Vec<Vec<u8>>) {
+unsafe fn collect_names(clcf: &ngx_http_core_loc_conf_t, names: &mut ServerNames) {
     // SAFETY: per the caller.
     for child in unsafe { children(clcf) } {
         // SAFETY: child is a parsed location.
@@ -98,10 +105,15 @@ unsafe fn collect_names(clcf: &ngx_http_core_loc_conf_t, names: &mut Vec<Vec<u8>
     }
 }
 
-fn add_names(conf: &IdentityConf, names: &mut Vec<Vec<u8>>) {
+fn add_names(conf: &IdentityConf, names: &mut ServerNames) {
     for name in conf.own_protected_names() {
-        if !names.iter().any(|n| header_names_match(n, name)) {
-            names.push(name.clone());
+        if !names.protected.iter().any(|n| header_names_match(n, name)) {
+            names.protected.push(name.clone());
+        }
+    }
+    for name in conf.pass_client_headers() {
+        if !names.passed.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.passed.push(name.clone());
         }
     }
 }
@@ -121,14 +133,15 @@ fn servers<'a>(cf: &ngx_conf_t) -> Vec<&'a ngx_http_core_srv_conf_t> {
 }
 
 /// Fills each server's `SrvConf::protected` with the names the module protects at the
-/// http level, the server level and in any location of the server.
+/// http level, the server level and in any location of the server, and
+/// `SrvConf::pass_client` with those of them `identity_pass_client_header` names.
 ///
 /// # Safety
 /// `cf` is the http block's configuration during `init_main_conf` (parsed, not merged).
 pub unsafe fn collect_protected_names(cf: &mut ngx_conf_t) {
     let http_level = IdentityModule::location_conf(cf);
     for cscf in servers(cf) {
-        let mut names = Vec::new();
+        let mut names = ServerNames::default();
         if let Some(conf) = http_level {
             add_names(conf, &mut names);
         }
@@ -140,7 +153,8 @@ pub unsafe fn collect_protected_names(cf: &mut ngx_conf_t) {
             unsafe { collect_names(core, &mut names) };
         }
         if let Some(srv) = IdentityModule::server_conf_mut(cscf) {
-            srv.protected = names;
+            srv.protected = names.protected;
+            srv.pass_client = names.passed;
         }
     }
 }

@@ -7,7 +7,7 @@ use ngx::ffi::{
 };
 use ngx::http::HTTPStatus;
 
-use crate::cache_entry::key_input;
+use crate::cache_entry::key_input_with_headers;
 use crate::config::zone_of;
 use crate::module::location_conf;
 
@@ -32,15 +32,23 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
-    if key.len == 0 {
+    // The client headers this location passes are part of the credential, as in
+    // `handler::exchange`.
+    let passed = crate::client_headers::passed(r, conf);
+    if key.len == 0 && passed.is_empty() {
         return rc(HTTPStatus::NOT_FOUND);
     }
+    let passed: Vec<_> = passed
+        .iter()
+        .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
+        .collect();
     // An entry is keyed by question and credential: remove the credential's entry for
     // every question (server{} and identity_request URI) asked through this zone, so a
     // logout ends them all.
     let mut removed = false;
     for question in zone.questions() {
-        let Some(tag) = zone.tag(&key_input(&question, key.as_bytes())) else {
+        let Some(tag) = zone.tag(&key_input_with_headers(&question, key.as_bytes(), &passed))
+        else {
             return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
         };
         removed |= zone.purge(&tag);

@@ -157,14 +157,16 @@ impl RequestCtx {
         }
     }
 
-    /// The identity body, when one was accepted. The bytes stay put for the rest of the
-    /// request: the answer is not replaced once it is applied.
+    /// The identity body, when one was accepted, without the line ending it may close
+    /// with (`header::trim_identity`). The bytes stay put for the rest of the request: the
+    /// answer is not replaced once it is applied.
     pub fn identity(&self) -> Option<(*const u8, usize)> {
         if !self.identity_visible.get() {
             return None;
         }
         let answer = self.answer.try_borrow()?;
-        Some((answer.body.as_ptr(), answer.body.len()))
+        let identity = crate::header::trim_identity(&answer.body);
+        Some((identity.as_ptr(), identity.len()))
     }
 
     /// Claim `name` of the identity body, parsing it once.

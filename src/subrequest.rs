@@ -7,7 +7,7 @@ use core::ptr;
 use ngx::ffi::{
     ngx_chain_t, ngx_http_output_body_filter_pt, ngx_http_post_subrequest_t,
     ngx_http_request_body_t, ngx_http_request_t, ngx_http_subrequest, ngx_http_top_body_filter,
-    ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t, NGX_HTTP_SUBREQUEST_IN_MEMORY,
+    ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t, ngx_table_elt_t, NGX_HTTP_SUBREQUEST_IN_MEMORY,
     NGX_HTTP_SUBREQUEST_WAITED,
 };
 use ngx::http::HTTPStatus;
@@ -36,6 +36,7 @@ pub fn start(
     uri: &ngx_str_t,
     ctx: &RequestCtx,
     max_size: usize,
+    passed: &[ngx_table_elt_t],
 ) -> Result<(), StartError> {
     // SAFETY: the request pool outlives the subrequest.
     let ps = unsafe { ngx_palloc(r.pool, size_of::<ngx_http_post_subrequest_t>()) }
@@ -71,8 +72,10 @@ pub fn start(
         return Err(StartError::NoMemory);
     }
     // SAFETY: sr was just created and shares r's pool.
-    unsafe { headers_in::give_subrequest_filtered_headers(sr, is_withheld_from_subrequest) }
-        .map_err(|_| StartError::NoMemory)?;
+    unsafe {
+        headers_in::give_subrequest_filtered_headers(sr, is_withheld_from_subrequest, passed)
+    }
+    .map_err(|_| StartError::NoMemory)?;
     let hin = &mut sr.headers_in;
     hin.content_length = ptr::null_mut();
     hin.content_length_n = -1;

@@ -1,4 +1,5 @@
-//! `$identity`, `$identity_claim_NAME` and `$identity_status`.
+//! `$identity`, `$identity_claim_NAME`, `$identity_status` and
+//! `$identity_escaped_request_uri`.
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
@@ -29,7 +30,7 @@ pub struct RegisterError(String);
 /// Adds the variables; called from preconfiguration.
 pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     // All are non-cacheable: they change once the user service has answered.
-    let vars: [(ngx_str_t, Getter, u32); 3] = [
+    let vars: [(ngx_str_t, Getter, u32); 4] = [
         (
             ngx_string!("identity"),
             get_identity,
@@ -44,6 +45,13 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
             ngx_string!("identity_claim_"),
             get_claim,
             NGX_HTTP_VAR_NOCACHEABLE | NGX_HTTP_VAR_PREFIX,
+        ),
+        // Cacheable: it reads the main request's URI as the client sent it, which never
+        // changes.
+        (
+            ngx_string!("identity_escaped_request_uri"),
+            get_escaped_request_uri,
+            0,
         ),
     ];
     for (mut name, getter, flags) in vars {
@@ -145,4 +153,19 @@ unsafe extern "C" fn get_claim(
         Ok(Some(text)) => set_value(r, v, text.as_bytes()),
         Ok(None) | Err(_) => not_found(v),
     }
+}
+
+/// The main request's `$request_uri` (as the client sent it, even when read inside the
+/// identity subrequest or after an internal redirect) escaped as a query value
+/// (`uri::escape_query_value`), for `?request_uri=$identity_escaped_request_uri`.
+unsafe extern "C" fn get_escaped_request_uri(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value slot to fill; r->main is the
+    // live main request.
+    let (r, v, main) = unsafe { (&*r, &mut *v, &*(*r).main) };
+    let escaped = identity_core::uri::escape_query_value(main.unparsed_uri.as_bytes());
+    set_value(r, v, escaped.as_bytes())
 }

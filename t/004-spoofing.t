@@ -90,7 +90,7 @@ X-Internal: yes
 x-internal: again
 --- response_body_filters eval
 main::header_lines('x[-_]user[-_]id|x[-_]internal|cookie')
---- response_body
+--- response_body chomp
 Cookie: session=s1
 
 

@@ -9,7 +9,7 @@ mod ttl;
 mod vary;
 
 pub use encoding::{decode, encode};
-pub use key::{key_input, question, KeyHasher};
+pub use key::{key_input, key_input_with_headers, question, KeyHasher};
 pub use ttl::{parse_status_range, ttl_for, ValidRule, DEFAULT_VALID};
 pub use vary::{parse_vary, vary_input, Vary};
 

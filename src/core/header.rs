@@ -74,6 +74,20 @@ pub fn check_header_value(value: &[u8]) -> Result<(), UnsafeValue> {
     Ok(())
 }
 
+/// The identity as `$identity` gives it: the user service's body without the line ending
+/// (and spaces or tabs) it may close with. A plain token written with `print` or `echo`
+/// arrives as `token\n`, which as a header value would be refused; what the script
+/// before this module did with it (set it as the header) is kept, minus the invalid
+/// ending. Only the end is trimmed: a CR or LF anywhere else still makes the value unsafe
+/// (`check_header_value`), so nothing can start a second header line.
+pub fn trim_identity(body: &[u8]) -> &[u8] {
+    let end = body
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &body[..end]
+}
+
 /// Client headers that never reach the user service: they describe the client's own
 /// body or connection, and the identity subrequest is a GET without a body. Look-alike
 /// names (`Transfer.Encoding`, `Content_Length`) are withheld too.
@@ -137,6 +151,26 @@ mod tests {
             check_header_value(b"\x1b[0m"),
             Err(UnsafeValue::Control(0x1b))
         );
+    }
+
+    #[test]
+    fn an_identity_loses_its_line_ending_only() {
+        assert_eq!(trim_identity(b"a.b.c\n"), b"a.b.c");
+        assert_eq!(trim_identity(b"a.b.c\r\n"), b"a.b.c");
+        assert_eq!(trim_identity(b"alice \t\r\n\n"), b"alice");
+        assert_eq!(trim_identity(b"alice"), b"alice");
+        assert_eq!(trim_identity(b"\n\r \t"), b"");
+        assert_eq!(trim_identity(b""), b"");
+        // The start and the middle stay as they are: a line break inside is still refused.
+        assert_eq!(trim_identity(b" alice\n"), b" alice");
+        let inside = trim_identity(b"alice\r\nX-Admin: 1\n");
+        assert_eq!(inside, b"alice\r\nX-Admin: 1");
+        assert_eq!(check_header_value(inside), Err(UnsafeValue::CarriageReturn));
+        assert_eq!(
+            check_header_value(trim_identity(b"a\nb\n")),
+            Err(UnsafeValue::LineFeed)
+        );
+        assert_eq!(check_header_value(trim_identity(b"a.b.c\r\n")), Ok(()));
     }
 
     #[test]

@@ -53,9 +53,15 @@ def is_upgrade(request):
     return "websocket" in request.headers.get("Upgrade", "").lower()
 
 
+def text(value):
+    """A request line or header value as the client's bytes meant it: websockets reads
+    them as ASCII with surrogate escapes, and a UTF-8 URI is written back as UTF-8."""
+    return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+
+
 def report(request):
-    lines = [f"GET {request.path}"]
-    lines += [f"{name.lower()}: {value}" for name, value in request.headers.raw_items()]
+    lines = [f"GET {text(request.path)}"]
+    lines += [f"{name.lower()}: {text(value)}" for name, value in request.headers.raw_items()]
     if JWT_HEADER in request.headers:
         lines.append("jwt: " + json.dumps(claims(request.headers[JWT_HEADER]),
                                           separators=(",", ":"), ensure_ascii=False))

@@ -20,6 +20,8 @@ The one endpoint, GET /api/user/token?request_uri=<the client's request URI>:
       Authorization: Bearer <NAME>-token                       NAME alice or bob
       Cookie: ...; session=<NAME>-session; ...                 NAME alice or bob
       Cookie: session=expired-session                          302 to /login?next=<uri>
+      Cookie: session=carol-session    200 for carol, the JWT followed by "\n" (a token
+                                       written with print(), which proxy_jwt.lua set as is)
     none of them: 401 {"detail":"not authenticated"}; an unknown one: 401 naming it.
   - 200: a JWT (HS256, this file's test secret) whose claims are
       {"sub": NAME, "via": "jwt"|"authorization"|"cookie", "request_uri": <as decoded>,
@@ -153,6 +155,10 @@ class Handler(BaseHTTPRequestHandler):
         if session == "expired-session":
             location = "/login?next=" + quote(request_uri, safe="")
             return self.refuse(302, "session expired", [("Location", location)])
+        if session == "carol-session":
+            return self.answer(200, issue({"sub": "carol", "via": "cookie",
+                                           "request_uri": request_uri, "xff": xff,
+                                           "exp": EXP}) + "\n")
         if session is not None:
             if not (session.endswith("-session") and session[: -len("-session")] in USERS):
                 return self.refuse(401, "invalid session")

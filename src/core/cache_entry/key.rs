@@ -50,6 +50,35 @@ pub fn key_input(question: &[u8], credential: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `key_input` for a location that hands the user service client headers of its own
+/// (`identity_pass_client_header`): the user service judged those headers too, so the
+/// entry is keyed on them as well, each name (lowercased: one header whatever its case)
+/// and value in the order the client sent them. With none passed it is `key_input`
+/// itself, so a request that carries none shares its entry (and `identity_cache_purge`)
+/// with a location that passes nothing. Otherwise the leading byte differs from
+/// `key_input`'s and every part is length-prefixed, so no such input equals another.
+pub fn key_input_with_headers(
+    question: &[u8],
+    credential: &[u8],
+    passed: &[(&[u8], &[u8])],
+) -> Vec<u8> {
+    if passed.is_empty() {
+        return key_input(question, credential);
+    }
+    let mut out = vec![b'H'];
+    let mut part = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    part(question);
+    part(credential);
+    for (name, value) in passed {
+        part(&name.to_ascii_lowercase());
+        part(value);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +132,42 @@ mod tests {
         let len = u64::from_le_bytes(input[1..9].try_into().unwrap()) as usize;
         assert_eq!(&input[9..9 + len], b"/a?b=c");
         assert_eq!(&input[9 + len..], b"tok");
+    }
+
+    #[test]
+    fn passed_headers_are_part_of_the_key() {
+        let q = question(b"gw", b"/_identity");
+        // None passed: the plain key, so entries and purges stay as they were.
+        assert_eq!(key_input_with_headers(&q, b"c", &[]), key_input(&q, b"c"));
+        let with =
+            |cred: &[u8], passed: &[(&[u8], &[u8])]| key_input_with_headers(&q, cred, passed);
+        let jwt: &[u8] = b"X-Example-Authorization";
+        // The value counts, and a header alone is a credential of its own.
+        assert_ne!(with(b"c", &[(jwt, b"t1")]), with(b"c", &[(jwt, b"t2")]));
+        assert_ne!(with(b"c", &[(jwt, b"t1")]), key_input(&q, b"c"));
+        assert_ne!(with(b"", &[(jwt, b"t1")]), key_input(&q, b"t1"));
+        // The name's case does not; its spelling does.
+        assert_eq!(
+            with(b"", &[(jwt, b"t1")]),
+            with(b"", &[(b"x-example-authorization", b"t1")])
+        );
+        assert_ne!(
+            with(b"", &[(jwt, b"t1")]),
+            with(b"", &[(b"X-Other", b"t1")])
+        );
+        // Every split of the same bytes is a different input, and order counts.
+        assert_ne!(with(b"ab", &[(b"n", b"v")]), with(b"a", &[(b"bn", b"v")]));
+        assert_ne!(
+            with(b"", &[(b"n", b"vx")]),
+            with(b"", &[(b"n", b"v"), (b"x", b"")])
+        );
+        assert_ne!(
+            with(b"", &[(b"n", b"1"), (b"n", b"2")]),
+            with(b"", &[(b"n", b"2"), (b"n", b"1")])
+        );
+        // Never the bytes of a plain key_input, whatever the credential.
+        let input = with(b"c", &[(jwt, b"t1")]);
+        assert_eq!(input[0], b'H');
+        assert_eq!(key_input(&q, &input)[0], b'K');
     }
 }
