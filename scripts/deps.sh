@@ -59,5 +59,14 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
     --root-user-action=ignore 'PyJWT[crypto]>=2.6,<3'
 fi
 
+# t/lib/metrics_summary.py reads the identity_metrics exposition with the reference parser,
+# prometheus_client's, in the python3 the tests run.
+prometheus_client_version=0.21.1
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('prometheus_client') != '$prometheus_client_version')" 2>/dev/null; then
+  echo "deps: installing prometheus_client $prometheus_client_version from PyPI"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    --root-user-action=ignore "prometheus_client==$prometheus_client_version"
+fi
+
 # The stock nginx must not keep serving port 80 from the package's postinst in tests.
 exit 0

@@ -186,7 +186,7 @@ impl CacheZone {
     /// same lock, makes every call in flight unable to store its answer; whether there
     /// was an entry.
     pub fn purge(&self, tag: &[u8; TAG_LEN]) -> bool {
-        self.remove_entry(tag, true)
+        crate::metrics::count_purge(&self.name, self.remove_entry(tag, true))
     }
 
     /// Removes the entry for `tag`; whether there was one.

@@ -169,6 +169,7 @@ impl Locked<'_> {
             match cache_policy::evict(&n.state(), used_since_queued, now_ms, round) {
                 Evict::SecondChance => self.touch(tail, now),
                 Evict::Remove => {
+                    crate::metrics::count_eviction(&self.cz.name);
                     self.remove_node(tail);
                     return true;
                 }

@@ -108,6 +108,8 @@ identity_directives! {
     others {
         "identity_cache_zone", MAIN, NGX_CONF_TAKE1, location_shim!(p::cache_zone),
             NGX_HTTP_LOC_CONF_OFFSET;
+        "identity_metrics", LOC, ngx::ffi::NGX_CONF_NOARGS,
+            location_shim!(crate::metrics_handler::metrics_directive), NGX_HTTP_LOC_CONF_OFFSET;
         "identity_sealed_keys", MAIN, NGX_CONF_TAKE1, crate::sealed_keys::set_sealed_keys,
             NGX_HTTP_MAIN_CONF_OFFSET;
         "identity_assertion_key", MAIN, NGX_CONF_TAKE1,

@@ -26,6 +26,8 @@ mod handler;
 mod headers_in;
 mod jwks;
 mod merge;
+mod metrics;
+mod metrics_handler;
 mod module;
 mod ngx_codes;
 mod outcome;

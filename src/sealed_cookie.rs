@@ -33,4 +33,5 @@ pub fn open_sealed(
         max_age: cookie.max_age,
     };
     sealed::open_with_claims(ring, &cookie.name, &value, validity)
+        .inspect_err(|&e| crate::metrics::count_sealed_failure(e))
 }

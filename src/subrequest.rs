@@ -129,6 +129,7 @@ unsafe extern "C" fn subrequest_done(
         rc,
         answer.body.len()
     );
+    crate::metrics::count_service_call(sr, rc, ctx, complete);
     *ctx.answer.write() = answer;
     // The subrequest cached header variables from its filtered list in the array it
     // shares with the main request: let the main request read its own headers again.

@@ -23,6 +23,7 @@ pub fn conclude(
     verdict: Verdict,
 ) -> Result<Next, HandlerError> {
     let next = apply(r, conf, ctx, verdict)?;
+    crate::metrics::count_verdict(ctx);
     ctx.concluded_at.set((conf, r.uri_changes()));
     ctx.state.set(State::Finished(match next {
         Next::Phase(rc) => rc,

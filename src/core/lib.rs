@@ -16,5 +16,6 @@ pub mod cache_policy;
 pub mod claims;
 pub mod decision;
 pub mod header;
+pub mod metrics_text;
 pub mod sealed;
 pub mod uri;

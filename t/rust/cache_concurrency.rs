@@ -193,6 +193,10 @@ http {{
             return 200 "pong";
         }}
 
+        location = /metrics {{
+            identity_metrics;
+        }}
+
         location = /_identity {{
             internal;
             proxy_pass http://user_service/user;
@@ -443,6 +447,21 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("reqwest client")
+}
+
+/// The value of `sample` (its name and labels as exposed) on the gateway's /metrics.
+async fn metric(nginx: &Nginx, sample: &str) -> u64 {
+    let body = client()
+        .get(nginx.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics body");
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in:\n{body}"))
 }
 
 #[derive(Debug)]
@@ -820,6 +839,12 @@ async fn full_zone_evicts_oldest_and_keeps_answering() {
         full <= 2,
         "the full-zone warning is rate limited, got {full} lines"
     );
+    let evictions = metric(
+        &nginx,
+        r#"nginx_identity_cache_evictions_total{zone="users"}"#,
+    )
+    .await;
+    assert!(evictions >= 100, "evictions counted: {evictions}");
     nginx.assert_clean_error_log();
 }
 
@@ -886,6 +911,9 @@ async fn reload_keeps_cached_entries() {
         assert_eq!(reply.identity, "MISS", "{reply:?}");
     }
     assert_eq!(nginx.user_calls().await.len(), 20);
+    let miss = r#"nginx_identity_requests_total{status="MISS"}"#;
+    let hit = r#"nginx_identity_requests_total{status="HIT"}"#;
+    assert_eq!(metric(&nginx, miss).await, 20);
 
     let status = Command::new(&nginx.binary)
         .arg("-p")
@@ -913,6 +941,13 @@ async fn reload_keeps_cached_entries() {
         assert!(reply.is_correct(), "{reply:?}");
         assert_eq!(reply.identity, "HIT", "entry lost in the reload: {reply:?}");
     }
+    // The counters are in a zone the reload kept: the new workers added to them.
+    assert_eq!(
+        metric(&nginx, miss).await,
+        20,
+        "MISS count after the reload"
+    );
+    assert_eq!(metric(&nginx, hit).await, 20, "HIT count after the reload");
     assert_eq!(
         nginx.user_calls().await.len(),
         20,
