@@ -491,3 +491,21 @@ cookie: session=s
 X-Body-File: .+
 --- response_body eval
 "granted user=[alice] body=" . ("A" x 600) . "\n"
+
+
+
+=== TEST 20: satisfy any: a request nginx refused while reading its headers reaches error_page without post-read; allow admits it there before the exchange, and the client's identity header still goes
+--- config
+    error_page 400 /oops;
+    location = /oops {
+        satisfy any;
+        allow all;
+        identity_request /_identity;
+        identity_header X-User-Id $identity_claim_id;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- raw_request eval
+"GET /api/x HTTP/1.1\r\nX-User-Id: admin\r\nConnection: close\r\n\r\n"
+--- error_code: 400
+--- response_body
+granted user=[]
