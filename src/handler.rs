@@ -59,6 +59,87 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
 }
 
+/// Access phase, first of its handlers (before allow/deny, auth_basic and this
+/// module's own exchange, which runs last): client copies of the location's protected
+/// names go, and after an internal redirect the previous location's identity headers,
+/// whether or not the exchange runs here (under `satisfy any`, an `allow` that admits
+/// the client skips it).
+pub extern "C" fn access_strip_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a live request.
+    let r = unsafe { &mut *r };
+    if !ptr::eq(r, r.main) {
+        return NGX_DECLINED;
+    }
+    let conf = location_conf(r);
+    match strip_for_location(r, conf) {
+        Ok(()) => NGX_DECLINED,
+        Err(e) => {
+            ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
+            match strip_session_cookie(r, conf) {
+                Ok(()) => rc(HTTPStatus::INTERNAL_SERVER_ERROR),
+                Err(_) => NGX_ERROR,
+            }
+        }
+    }
+}
+
+fn strip_for_location(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<(), NoMemory> {
+    let Some(ctx) = request_ctx(r) else {
+        // No exchange yet. Post-read removed the server's protected names already, but a
+        // request nginx refused while reading its headers reaches an `error_page`
+        // location without post-read, so the server's names go here too.
+        let server_names = &srv_conf(r).protected;
+        if !conf.spoofable.is_empty() || !server_names.is_empty() {
+            strip_names(r, |name| {
+                conf.spoofable
+                    .iter()
+                    .chain(server_names)
+                    .any(|s| header_names_match(s, name))
+            })?;
+        }
+        return Ok(());
+    };
+    let here = (conf as *const IdentityConf, r.uri_changes());
+    if matches!(ctx.state.get(), State::Finished(_)) && ctx.concluded_at.get() != here {
+        leave_previous_location(r, conf, ctx)?;
+    }
+    Ok(())
+}
+
+/// A location reached after this request's verdict was given in another: client copies
+/// of protected names went in post-read, so the protected names still present are the
+/// module's own headers for the previous location. This location's names go; where the
+/// module is active, the previous location's identity headers go too, and the exchange
+/// handler (`revisit`) decides again.
+fn leave_previous_location(
+    r: &mut ngx_http_request_t,
+    conf: &IdentityConf,
+    ctx: &RequestCtx,
+) -> Result<(), NoMemory> {
+    let protected = |name: &[u8]| conf.spoofable.iter().any(|s| header_names_match(s, name));
+    if !conf.active() {
+        // As on a first visit: this location's names go, the rest stays.
+        strip_names(r, protected)?;
+        ctx.concluded_at.set((conf, r.uri_changes()));
+        return Ok(());
+    }
+    // SAFETY: null or a location conf, which outlives every request.
+    let previous = unsafe { ctx.headers_from.get().as_ref() };
+    strip_names(r, |name| {
+        protected(name)
+            || previous.is_some_and(|p| {
+                p.identity_headers()
+                    .iter()
+                    .any(|h| header_names_match(&h.name, name))
+                    || p.assertion_header()
+                        .is_some_and(|a| header_names_match(&a.name, name))
+            })
+    })?;
+    ctx.headers_from.set(ptr::null());
+    ctx.accepted.set(false);
+    Ok(())
+}
+
 /// Post-read phase, main requests only, before any location is chosen: removes every
 /// header name the module protects anywhere in this server. Subrequests share the main
 /// request's header list, so none of them, and no redirect or sibling location, ever
@@ -93,14 +174,23 @@ pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Precontent phase, which subrequests run (they skip the access phase): a subrequest
 /// into a location where the module is active gets no exchange of its own. It is served
 /// only when the main request's identity was accepted for the same question, and then
-/// carries the main request's identity headers; anything else is refused.
+/// carries the main request's identity headers; anything else is refused. For the main
+/// request, where the module is active, the session cookie is stripped (again).
 pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a live request.
-    let r = unsafe { &*r };
-    if ptr::eq(r, r.main) {
-        return NGX_DECLINED;
-    }
+    let r = unsafe { &mut *r };
     let conf = location_conf(r);
+    if ptr::eq(r, r.main) {
+        // The exchange runs last in the access phase, so under `satisfy any` an `allow`
+        // that admits the client skips it: the session cookie still stays behind.
+        if !conf.active() {
+            return NGX_DECLINED;
+        }
+        return match strip_session_cookie(r, conf) {
+            Ok(()) => NGX_DECLINED,
+            Err(_) => NGX_ERROR,
+        };
+    }
     if !conf.active() || subrequest_may_pass(r, conf) {
         return NGX_DECLINED;
     }
@@ -143,6 +233,11 @@ fn strip_names(
 }
 
 fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerError> {
+    // access_strip_handler removed the spoofed headers (and, after a redirect, the
+    // previous location's identity headers); where the module is off, nothing else.
+    if !conf.active() {
+        return Ok(Next::Phase(NGX_DECLINED));
+    }
     if let Some(ctx) = request_ctx(r) {
         let here = (conf as *const IdentityConf, r.uri_changes());
         return match ctx.state.get() {
@@ -160,55 +255,17 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
         };
     }
 
-    // First visit. Spoofed identity headers go before anything else, on every path.
-    // Post-read removed the server's protected names already, but a request nginx
-    // refused while reading its headers reaches an `error_page` location without
-    // post-read, so the server's names go here too.
-    let server_names = &srv_conf(r).protected;
-    if !conf.spoofable.is_empty() || !server_names.is_empty() {
-        strip_names(r, |name| {
-            conf.spoofable
-                .iter()
-                .chain(server_names)
-                .any(|s| header_names_match(s, name))
-        })?;
-    }
-    if !conf.active() {
-        return Ok(Next::Phase(NGX_DECLINED));
-    }
     exchange(r, conf)
 }
 
-/// A location reached after this request's verdict was given in another: client copies
-/// of protected names went in post-read, so the protected names still present are the
-/// module's own headers for the previous location.
+/// A location reached after this request's verdict was given in another, once
+/// `leave_previous_location` removed the previous location's identity headers.
 fn revisit(
     r: &mut ngx_http_request_t,
     conf: &IdentityConf,
     ctx: &RequestCtx,
 ) -> Result<Next, HandlerError> {
-    let protected = |name: &[u8]| conf.spoofable.iter().any(|s| header_names_match(s, name));
-    if !conf.active() {
-        // As on a first visit: this location's names go, the rest stays.
-        strip_names(r, protected)?;
-        ctx.concluded_at.set((conf, r.uri_changes()));
-        return Ok(Next::Phase(NGX_DECLINED));
-    }
     // SAFETY: null or a location conf, which outlives every request.
-    let previous = unsafe { ctx.headers_from.get().as_ref() };
-    strip_names(r, |name| {
-        protected(name)
-            || previous.is_some_and(|p| {
-                p.identity_headers()
-                    .iter()
-                    .any(|h| header_names_match(&h.name, name))
-                    || p.assertion_header()
-                        .is_some_and(|a| header_names_match(&a.name, name))
-            })
-    })?;
-    ctx.headers_from.set(ptr::null());
-    ctx.accepted.set(false);
-    // SAFETY: as above.
     let asked_by = unsafe { ctx.asked_by.get().as_ref() };
     if !asked_by.is_some_and(|q| q.same_question(conf)) {
         // A different question gets its own exchange, with what the request carries now.

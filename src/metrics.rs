@@ -247,7 +247,7 @@ pub fn count_service_call(sr: &ngx_http_request_t, rc: ngx_int_t, ctx: &RequestC
         nginx_status,
         status: nginx_status.unwrap_or(u16::try_from(sr.headers_out.status).unwrap_or(0)),
         failed: rc == NGX_ERROR,
-        overflow: ctx.body_overflow.get(),
+        overflow: ctx.body_failure.get() == Some(crate::subrequest::TOO_LARGE),
         complete: done,
         connected,
     };

@@ -193,23 +193,36 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
         return NGX_ERROR;
     };
-    let handlers: [(u32, ngx_http_handler_pt); 3] = [
+    let handlers: [(u32, ngx_http_handler_pt, Place); 4] = [
         // Post-read runs once, for the main request only, before any location is chosen.
         (
             ngx_http_phases_NGX_HTTP_POST_READ_PHASE,
             Some(handler::post_read_handler),
+            Place::First,
         ),
+        // nginx runs a phase's handlers from the end of the list backwards. The spoofed
+        // headers go first in the access phase, before allow/deny and auth_basic...
+        (
+            ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+            Some(handler::access_strip_handler),
+            Place::First,
+        ),
+        // ...and the exchange last, after them (and after auth_request), whatever the
+        // order of the load_module lines: a client `deny` refuses never reaches the user
+        // service, and the statuses under `satisfy` are those of nginx's own modules.
         (
             ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
             Some(handler::access_handler),
+            Place::Last,
         ),
         // Subrequests skip the access phase but run precontent.
         (
             ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
             Some(handler::precontent_handler),
+            Place::First,
         ),
     ];
-    for (phase, h) in handlers {
+    for (phase, h, place) in handlers {
         let phase = &mut cmcf.phases[phase as usize].handlers;
         // SAFETY: a phase's handler array is a live ngx_array_t of handler pointers.
         let slot = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
@@ -218,9 +231,27 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
         // SAFETY: slot is a fresh element of that array.
         unsafe { *slot = h };
+        if place == Place::Last {
+            let elts = phase.elts as *mut ngx_http_handler_pt;
+            // SAFETY: the array holds nelts handler pointers (slot is the last); moving
+            // them up by one within it and writing index 0 keeps every pointer.
+            unsafe {
+                ptr::copy(elts, elts.add(1), phase.nelts - 1);
+                *elts = h;
+            }
+        }
     }
     subrequest::install_body_filter();
     NGX_OK
+}
+
+/// Where a phase handler goes in its phase's run order.
+#[derive(PartialEq, Eq)]
+enum Place {
+    /// Appended: nginx runs it before the handlers other modules registered earlier.
+    First,
+    /// Put at index 0: nginx runs it after all of them.
+    Last,
 }
 
 /// Before merging, every server's location tree is still a plain queue: check there that

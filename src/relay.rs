@@ -19,10 +19,17 @@ use crate::pool::{copy_to_pool, NoMemory};
 /// decision module allows, and its body. An empty body leaves the page to nginx, so
 /// `error_page` applies as it does for `auth_request`.
 pub fn relay(r: &mut ngx_http_request_t, answer: &Answer, code: u16) -> Result<Next, HandlerError> {
-    // Under `satisfy any`, a 401 or 403 leaves the next access handler (allow,
-    // auth_basic) free to grant, as nginx's own modules do; nginx answers with its own
-    // page if none does. Relaying would refuse a client another rule admits.
+    // Under `satisfy any`, a 401 or 403 is handed to nginx like auth_request's: its
+    // access phase keeps the code for the final answer (a 401 of any rule over a 403)
+    // unless a later rule admits the client, and answers with its own page. As with
+    // auth_request, only a 401's challenges go with it; its body and other headers
+    // would be attached to another rule's answer.
     if (code == 401 || code == 403) && satisfy_any(r) {
+        for (name, value) in &answer.relay_headers {
+            if name.eq_ignore_ascii_case(b"www-authenticate") {
+                add_response_header(r, name, value)?;
+            }
+        }
         return Ok(Next::Phase(code as ngx_int_t));
     }
     for (name, value) in &answer.relay_headers {
@@ -94,9 +101,28 @@ fn add_response_header(
         // The header filter makes a relative Location absolute, as for any redirect.
         r.headers_out.location = h;
     } else if name.eq_ignore_ascii_case(b"www-authenticate") {
-        r.headers_out.www_authenticate = h;
+        link_challenge(r, h);
     }
     Ok(())
+}
+
+/// Records a relayed challenge in `headers_out.www_authenticate`, where nginx's access
+/// phase finds the challenges to withdraw when a later rule admits the client under
+/// `satisfy any`: since 1.23 a list linked through `next`, before it one header.
+fn link_challenge(r: &mut ngx_http_request_t, h: *mut ngx_table_elt_t) {
+    #[cfg(nginx1_23_0)]
+    {
+        let mut last = &mut r.headers_out.www_authenticate;
+        // SAFETY: the list holds this request's live headers, each linked once.
+        while let Some(prev) = unsafe { last.as_mut() } {
+            last = &mut prev.next;
+        }
+        *last = h;
+    }
+    #[cfg(not(nginx1_23_0))]
+    {
+        r.headers_out.www_authenticate = h;
+    }
 }
 
 /// Whether `satisfy any` applies to the location `r` is in.

@@ -54,7 +54,9 @@ pub struct RequestCtx {
     pub subrequest: Cell<*mut ngx_http_request_t>,
     /// A `Cell`, taken and put back: no borrow flag that a re-entrant call could trip.
     pub body: Cell<Vec<u8>>,
-    pub body_overflow: Cell<bool>,
+    /// Why the body collected so far cannot be the answer (over identity_max_size, a
+    /// file part that could not be read).
+    pub body_failure: Cell<Option<&'static str>>,
     /// Whether the body filter saw the subrequest's last buffer: an answer that ends
     /// without it (cut short, reset, timed out) is not an answer.
     pub body_complete: Cell<bool>,
@@ -135,7 +137,7 @@ impl RequestCtx {
             answer: AnswerCell::default(),
             subrequest: Cell::new(ptr::null_mut()),
             body: Cell::new(Vec::new()),
-            body_overflow: Cell::new(false),
+            body_failure: Cell::new(None),
             body_complete: Cell::new(false),
             asked_by: Cell::new(ptr::null()),
             concluded_at: Cell::new((ptr::null(), 0)),

@@ -5,16 +5,16 @@ use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_chain_t, ngx_http_output_body_filter_pt, ngx_http_post_subrequest_t,
+    ngx_buf_t, ngx_chain_t, ngx_http_output_body_filter_pt, ngx_http_post_subrequest_t,
     ngx_http_request_body_t, ngx_http_request_t, ngx_http_subrequest, ngx_http_top_body_filter,
-    ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_str_t, ngx_table_elt_t, NGX_HTTP_SUBREQUEST_IN_MEMORY,
-    NGX_HTTP_SUBREQUEST_WAITED,
+    ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_read_file, ngx_str_t, ngx_table_elt_t, off_t,
+    NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_HTTP_SUBREQUEST_WAITED,
 };
 use ngx::http::HTTPStatus;
 use ngx::ngx_log_debug;
 
-use crate::decision::relayed_header;
 use crate::decision::Answer;
+use crate::decision::{relayed_header, relayed_in_every_copy};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
 use crate::request_ctx::{request_ctx, RequestCtx, State};
@@ -109,7 +109,7 @@ unsafe extern "C" fn subrequest_done(
     // afresh and this takes it.
     let body = ctx.body.take();
     let complete = ctx.body_complete.replace(false) || finished_by_nginx(sr, rc);
-    let mut answer = read_answer(sr, rc, body, ctx.body_overflow.get());
+    let mut answer = read_answer(sr, rc, body, ctx.body_failure.get());
     if answer.failure.is_none() && !complete {
         // nginx finalizes a subrequest whose upstream closed early, reset or timed out
         // after the headers with rc 0 (the result of its final flush), without the
@@ -158,7 +158,12 @@ fn finished_by_nginx(sr: &ngx_http_request_t, rc: ngx_int_t) -> bool {
         || sr.header_only() != 0
 }
 
-fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: bool) -> Answer {
+fn read_answer(
+    sr: &ngx_http_request_t,
+    rc: ngx_int_t,
+    body: Vec<u8>,
+    body_failure: Option<&'static str>,
+) -> Answer {
     let status = if (NGX_HTTP_SPECIAL_RESPONSE..1000).contains(&rc) {
         rc as usize
     } else {
@@ -168,8 +173,8 @@ fn read_answer(sr: &ngx_http_request_t, rc: ngx_int_t, body: Vec<u8>, overflow: 
         status: u16::try_from(status).unwrap_or(0),
         ..Answer::default()
     };
-    if overflow {
-        answer.failure = Some("the user service's body is larger than identity_max_size");
+    if body_failure.is_some() {
+        answer.failure = body_failure;
         return answer;
     }
     if rc == NGX_ERROR {
@@ -202,11 +207,13 @@ fn take_header(answer: &mut Answer, name: &[u8], value: &[u8]) {
         }
         answer.vary.extend_from_slice(value);
     }
-    // One of each, non-empty: a client must not get two Location headers.
-    let seen = answer
-        .relay_headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case(name));
+    // Non-empty; one of each but challenges and cookies: a client must not get two
+    // Location headers.
+    let seen = !relayed_in_every_copy(name)
+        && answer
+            .relay_headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !seen && !value.is_empty() && relayed_header(answer.status, name) {
         answer.relay_headers.push((name.to_vec(), value.to_vec()));
     }
@@ -227,6 +234,12 @@ pub fn install_body_filter() {
 /// identity_max_size, and consumes it so nothing else sees it. Reading the whole
 /// response and only recording an overflow keeps the upstream connection healthy and
 /// the client's connection open, where nginx's own in-memory limit would close it.
+///
+/// Buffers come in memory or in a file (a static file, a `proxy_cache` hit, an upstream
+/// body spilled to a temporary file). nginx's own in-memory subrequests have the copy
+/// filter read files into memory, but this filter runs before it (a dynamic module's
+/// filter is installed last, so it is called first), so it reads a file part itself
+/// with `ngx_read_file`, and only when the part fits within identity_max_size.
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx calls body filters with a live request.
     let r_ref = unsafe { &*r };
@@ -257,27 +270,105 @@ unsafe fn collect(ctx: &RequestCtx, mut chain: *mut ngx_chain_t) {
             if b.last_buf() != 0 || b.last_in_chain() != 0 {
                 ctx.body_complete.set(true);
             }
-            if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
-                // Spilled to a temp file: only happens far past any sane identity size.
-                ctx.body_overflow.set(true);
-                b.file_pos = b.file_last;
-            } else if !b.pos.is_null() && b.last > b.pos {
-                // SAFETY: pos..last is the buffer's readable data.
-                let data = unsafe {
-                    core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize)
-                };
-                if body.len() + data.len() > ctx.max_size.get() {
-                    ctx.body_overflow.set(true);
-                } else {
-                    body.extend_from_slice(data);
-                }
-                b.pos = b.last;
-                if b.in_file() != 0 {
-                    b.file_pos = b.file_last;
+            // SAFETY: b is a live buffer of this chain.
+            let part = unsafe { take_part(b, &mut body, ctx.max_size.get()) };
+            if let Err(why) = part {
+                if ctx.body_failure.get().is_none() {
+                    ctx.body_failure.set(Some(why));
                 }
             }
         }
         chain = link.next;
     }
     ctx.body.set(body);
+}
+
+pub const TOO_LARGE: &str = "the user service's body is larger than identity_max_size";
+const UNREADABLE: &str = "the user service's body could not be read from its file";
+
+/// Appends the data of `b` to `body` unless that would pass `max_size`, and marks the
+/// buffer consumed either way.
+///
+/// # Safety
+/// `b` is a live buffer: `pos..last` readable when it is in memory, `file` open when
+/// it is in a file.
+unsafe fn take_part(
+    b: &mut ngx_buf_t,
+    body: &mut Vec<u8>,
+    max_size: usize,
+) -> Result<(), &'static str> {
+    let in_memory = b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0;
+    let result = if in_memory {
+        // A buffer both in memory and in a file holds the same bytes in both, as
+        // nginx's ngx_buf_in_memory() takes it.
+        let len = if b.pos.is_null() {
+            0
+        } else {
+            // SAFETY: per the caller, pos..last is the buffer's readable data.
+            unsafe { b.last.offset_from(b.pos) }.max(0) as usize
+        };
+        if len == 0 {
+            Ok(())
+        } else if body.len() + len > max_size {
+            Err(TOO_LARGE)
+        } else {
+            // SAFETY: as above.
+            body.extend_from_slice(unsafe { core::slice::from_raw_parts(b.pos, len) });
+            Ok(())
+        }
+    } else if b.in_file() != 0 {
+        let len = usize::try_from(b.file_last - b.file_pos).unwrap_or(0);
+        if len == 0 {
+            Ok(())
+        } else if body.len() + len > max_size {
+            Err(TOO_LARGE)
+        } else {
+            // SAFETY: per the caller, the buffer's file is open.
+            unsafe { read_file_part(b, body, len) }
+        }
+    } else {
+        Ok(())
+    };
+    b.pos = b.last;
+    if b.in_file() != 0 {
+        b.file_pos = b.file_last;
+    }
+    result
+}
+
+/// Appends `len` bytes of `b`'s file from `file_pos` to `body`. A blocking read of at
+/// most identity_max_size (1m at most), as nginx's copy filter does without `aio`.
+///
+/// # Safety
+/// `b.file` is null or the buffer's open file.
+unsafe fn read_file_part(
+    b: &ngx_buf_t,
+    body: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), &'static str> {
+    if b.file.is_null() || body.try_reserve(len).is_err() {
+        return Err(UNREADABLE);
+    }
+    let start = body.len();
+    body.resize(start + len, 0);
+    let mut done = 0;
+    while done < len {
+        // SAFETY: the destination is the len - done bytes after start + done in body,
+        // just allocated; b.file is open per the caller.
+        let n = unsafe {
+            ngx_read_file(
+                b.file,
+                body.as_mut_ptr().add(start + done),
+                len - done,
+                b.file_pos + done as off_t,
+            )
+        };
+        if n <= 0 {
+            // An error or a file shorter than nginx said: not a whole answer.
+            body.truncate(start);
+            return Err(UNREADABLE);
+        }
+        done += n as usize;
+    }
+    Ok(())
 }

@@ -122,7 +122,10 @@ impl Policy {
     }
 }
 
-/// Which of the user service's response headers the client gets with a relayed status.
+/// Which of the user service's response headers the client gets with a relayed status:
+/// what the status needs (a 401's challenges, a redirect's target, a 429's delay) and
+/// `Set-Cookie`, so a refusal can clear an expired session's cookie. Nothing else: the
+/// user service's other headers describe its own response, not the gateway's.
 pub fn relayed_header(status: u16, name: &[u8]) -> bool {
     if name.eq_ignore_ascii_case(b"www-authenticate") {
         status == 401
@@ -130,9 +133,17 @@ pub fn relayed_header(status: u16, name: &[u8]) -> bool {
         status == 429 || status == 503
     } else if name.eq_ignore_ascii_case(b"location") {
         (300..400).contains(&status)
+    } else if name.eq_ignore_ascii_case(b"set-cookie") {
+        (300..500).contains(&status)
     } else {
         false
     }
+}
+
+/// Whether every copy of a relayed header crosses (several challenges, several cookies)
+/// or only the first (a client must not get two `Location`s).
+pub fn relayed_in_every_copy(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"www-authenticate") || name.eq_ignore_ascii_case(b"set-cookie")
 }
 
 #[cfg(test)]
@@ -203,7 +214,19 @@ mod tests {
         assert!(relayed_header(429, b"retry-after"));
         assert!(relayed_header(302, b"location"));
         assert!(!relayed_header(401, b"location"));
-        assert!(!relayed_header(401, b"set-cookie"));
+        assert!(relayed_header(401, b"set-cookie"));
+        assert!(relayed_header(302, b"Set-Cookie"));
+        assert!(!relayed_header(200, b"set-cookie"));
+        assert!(!relayed_header(503, b"set-cookie"));
+        assert!(!relayed_header(302, b"x-internal"));
         assert!(relayed_header(401, b"WWW-Authenticate"));
+    }
+
+    #[test]
+    fn challenges_and_cookies_cross_in_every_copy() {
+        assert!(relayed_in_every_copy(b"WWW-Authenticate"));
+        assert!(relayed_in_every_copy(b"set-cookie"));
+        assert!(!relayed_in_every_copy(b"location"));
+        assert!(!relayed_in_every_copy(b"retry-after"));
     }
 }
