@@ -8,6 +8,7 @@
 
 pub use identity_core::{cache_entry, cache_policy, claims, decision, header, sealed};
 
+mod answer_headers;
 mod cache;
 mod cache_flow;
 mod cache_nodes;

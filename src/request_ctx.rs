@@ -214,6 +214,7 @@ static LOST: Answer = Answer {
     cache_control: Vec::new(),
     vary: Vec::new(),
     vary_digest: Vec::new(),
+    answer_headers: Vec::new(),
 };
 
 pub enum AnswerRef<'a> {
