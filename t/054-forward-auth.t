@@ -254,7 +254,24 @@ identity: the user service's header read by "$identity_answer_header_x_auth_requ
 
 
 
-=== TEST 11: a referenced header the answer lacks reads as empty, and its identity_header is not set
+=== TEST 11: an unsafe value fails closed even where only a variable outside identity_header reads it
+--- config
+    location /shown/ {
+        identity_request /oauth2/auth;
+        identity_key     $cookie__oauth2_proxy;
+        echo "user=$identity_answer_header_x_auth_request_user";
+    }
+--- more_headers
+Cookie: _oauth2_proxy=ctl
+--- request
+GET /shown/x
+--- error_code: 503
+--- error_log
+holds the control byte 0x01
+
+
+
+=== TEST 12: a referenced header the answer lacks reads as empty, and its identity_header is not set
 --- config
     location /nomail/ {
         identity_request /oauth2/auth;
@@ -275,7 +292,7 @@ user=[nomail] email=[] groups=[[]] remote=[|||]
 
 
 
-=== TEST 12: the kept values count against identity_max_size with the body
+=== TEST 13: the kept values count against identity_max_size with the body
 --- config
     location /small/ {
         identity_request /oauth2/auth;
@@ -295,7 +312,7 @@ the user service's body and the headers $identity_answer_header_* reads are larg
 
 
 
-=== TEST 13: the values are empty where no identity was accepted (a refusal, with identity_anonymous)
+=== TEST 14: the values are empty where no identity was accepted (a refusal, with identity_anonymous)
 --- config
     location /open/ {
         identity_request /oauth2/auth;
