@@ -64,7 +64,11 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     Ok(())
 }
 
-pub fn set_value(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+pub fn set_value(
+    r: &ngx_http_request_t,
+    v: &mut ngx_http_variable_value_t,
+    bytes: &[u8],
+) -> ngx_int_t {
     let Ok(copy) = copy_to_pool(r.pool, bytes) else {
         return NGX_ERROR;
     };

@@ -33,6 +33,9 @@ pub fn referenced_name(variable: &[u8]) -> Option<Vec<u8>> {
     (!name.is_empty()).then(|| variable_name(name))
 }
 
+/// Kept headers: (normalised name, value) pairs, one per referenced name.
+pub type Kept = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Why an answer's headers cannot be kept: the answer then counts as a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepError {
@@ -50,9 +53,8 @@ pub fn keep<'a>(
     wanted: &[Vec<u8>],
     headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     budget: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KeepError> {
-    let mut kept: Vec<(Vec<u8>, Vec<u8>)> =
-        wanted.iter().map(|n| (n.clone(), Vec::new())).collect();
+) -> Result<Kept, KeepError> {
+    let mut kept: Kept = wanted.iter().map(|n| (n.clone(), Vec::new())).collect();
     let mut present = vec![false; kept.len()];
     for (name, value) in headers {
         let normal = variable_name(name);
@@ -101,7 +103,10 @@ mod tests {
 
     #[test]
     fn names_are_normalised_as_nginx_does() {
-        assert_eq!(variable_name(b"X-Auth-Request-User"), b"x_auth_request_user");
+        assert_eq!(
+            variable_name(b"X-Auth-Request-User"),
+            b"x_auth_request_user"
+        );
         assert_eq!(variable_name(b"Remote-Groups"), b"remote_groups");
         assert_eq!(variable_name(b"x_weird.Name"), b"x_weird.name");
         assert_eq!(

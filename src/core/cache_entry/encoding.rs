@@ -154,7 +154,10 @@ mod tests {
             answer_headers: kept,
             ..Answer::default()
         };
-        assert!(decode(401, &encode(&denied)).unwrap().answer_headers.is_empty());
+        assert!(decode(401, &encode(&denied))
+            .unwrap()
+            .answer_headers
+            .is_empty());
         // The previous layout (0xA2) is not read as this one.
         let mut old = encode(&ok);
         old[0] = 0xA2;
