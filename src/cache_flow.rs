@@ -245,8 +245,12 @@ fn vary_digest(r: &ngx_http_request_t, zone: &CacheZone, names: &[Vec<u8>]) -> O
 }
 
 /// Whether a cached answer may serve this request: it has no `Vary`, or this request's
-/// values of those headers are the ones it answered.
+/// values of those headers are the ones it answered; and it kept every answer header the
+/// configuration reads (`answer_headers::covered`).
 fn vary_matches(r: &ngx_http_request_t, zone: &CacheZone, answer: &Answer) -> bool {
+    if !crate::answer_headers::covered(r, answer) {
+        return false;
+    }
     match parse_vary(&answer.vary) {
         Vary::Headers(names) if names.is_empty() => true,
         Vary::Headers(names) => {

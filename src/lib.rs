@@ -11,6 +11,7 @@ pub use identity_core::{
     sealed,
 };
 
+mod answer_headers;
 mod assertion_header;
 mod assertion_keys;
 mod cache;

@@ -17,7 +17,7 @@ use ngx::ngx_conf_log_error;
 
 use crate::config::IdentityConf;
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
-use crate::{handler, protected_names, subrequest, variables};
+use crate::{answer_headers, handler, protected_names, subrequest, variables};
 
 /// http-level state: the sealed-cookie key ring. Its `init_main_conf` is also where
 /// every location is visible for the `identity_request` check.
@@ -26,6 +26,9 @@ pub struct MainConf {
     pub keyring: Option<crate::sealed::KeyRing>,
     /// `identity_assertion_key`: the first signs, all are published.
     pub assertion_keys: Option<crate::assertion_key::KeySet>,
+    /// The response headers `$identity_answer_header_NAME` variables reference
+    /// (normalised names), collected at postconfiguration.
+    pub answer_headers: Vec<Vec<u8>>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -73,6 +76,7 @@ static NO_SRV_CONF: SrvConf = SrvConf {
 static NO_MAIN_CONF: MainConf = MainConf {
     keyring: None,
     assertion_keys: None,
+    answer_headers: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.
@@ -242,6 +246,11 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
     }
     subrequest::install_body_filter();
+    // SAFETY: nginx passes the live configuration of the http block.
+    if let Err(reason) = answer_headers::collect_referenced(unsafe { &mut *cf }) {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "identity: {reason}");
+        return NGX_ERROR;
+    }
     NGX_OK
 }
 

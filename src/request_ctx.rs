@@ -218,6 +218,7 @@ static LOST: Answer = Answer {
     cache_control: Vec::new(),
     vary: Vec::new(),
     vary_digest: Vec::new(),
+    answer_headers: Vec::new(),
 };
 
 pub enum AnswerRef<'a> {

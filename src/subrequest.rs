@@ -110,6 +110,7 @@ unsafe extern "C" fn subrequest_done(
     let body = ctx.body.take();
     let complete = ctx.body_complete.replace(false) || finished_by_nginx(sr, rc);
     let mut answer = read_answer(sr, rc, body, ctx.body_failure.get());
+    crate::answer_headers::take(sr, &mut answer, ctx.max_size.get());
     if answer.failure.is_none() && !complete {
         // nginx finalizes a subrequest whose upstream closed early, reset or timed out
         // after the headers with rc 0 (the result of its final flush), without the

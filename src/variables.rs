@@ -1,5 +1,6 @@
-//! `$identity`, `$identity_claim_NAME`, `$identity_status` and
-//! `$identity_escaped_request_uri`.
+//! `$identity`, `$identity_claim_NAME`, `$identity_status`,
+//! `$identity_escaped_request_uri` and (handled in `answer_headers`)
+//! `$identity_answer_header_NAME`.
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
@@ -30,7 +31,7 @@ pub struct RegisterError(String);
 /// Adds the variables; called from preconfiguration.
 pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     // All are non-cacheable: they change once the user service has answered.
-    let vars: [(ngx_str_t, Getter, u32); 4] = [
+    let vars: [(ngx_str_t, Getter, u32); 5] = [
         (
             ngx_string!("identity"),
             get_identity,
@@ -53,6 +54,11 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
             get_escaped_request_uri,
             0,
         ),
+        (
+            ngx_string!("identity_answer_header_"),
+            crate::answer_headers::get_answer_header,
+            NGX_HTTP_VAR_NOCACHEABLE | NGX_HTTP_VAR_PREFIX,
+        ),
     ];
     for (mut name, getter, flags) in vars {
         // SAFETY: cf is the live configuration; nginx copies the name.
@@ -66,7 +72,11 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     Ok(())
 }
 
-fn set_value(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+pub fn set_value(
+    r: &ngx_http_request_t,
+    v: &mut ngx_http_variable_value_t,
+    bytes: &[u8],
+) -> ngx_int_t {
     let Ok(copy) = copy_to_pool(r.pool, bytes) else {
         return NGX_ERROR;
     };
@@ -82,7 +92,7 @@ fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
     v.data = data;
 }
 
-fn not_found(v: &mut ngx_http_variable_value_t) -> ngx_int_t {
+pub fn not_found(v: &mut ngx_http_variable_value_t) -> ngx_int_t {
     // Not cached either: the value appears once the user service has answered.
     v.set_no_cacheable(1);
     v.set_not_found(1);

@@ -20,6 +20,10 @@ pub struct Answer {
     /// For a cached answer with `Vary`: the zone's keyed digest of those headers' values
     /// in the request it answered (`cache_entry::vary_input`).
     pub vary_digest: Vec<u8>,
+    /// For a 2xx: the response headers `$identity_answer_header_NAME` reads, one entry
+    /// per referenced name (normalised name, value; empty when absent). See
+    /// `answer_headers`.
+    pub answer_headers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// `$identity_status`.

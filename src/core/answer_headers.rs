@@ -1,0 +1,165 @@
+//! The user service's response headers that `$identity_answer_header_NAME` reads: which
+//! are kept (only the names some configuration references), under which name, how
+//! copies are joined, and the checks a kept value passes. No nginx here.
+//!
+//! A kept answer holds one entry for every referenced name, an empty value for a header
+//! the answer did not have: a cached entry then shows which names were collected when it
+//! was stored, and an entry stored under a configuration that referenced fewer names is
+//! not used for one that references more (`covers`).
+
+use crate::header::{check_header_value, UnsafeValue};
+
+/// The variable prefix; what follows it is the normalised header name.
+pub const VARIABLE_PREFIX: &[u8] = b"identity_answer_header_";
+
+/// The longest value kept: the cache stores each in a field with a 16-bit length.
+pub const MAX_VALUE_LEN: usize = u16::MAX as usize;
+
+/// A header name as nginx's `$upstream_http_NAME` and `$sent_http_NAME` name it:
+/// lowercase, `-` as `_`.
+pub fn variable_name(header: &[u8]) -> Vec<u8> {
+    header
+        .iter()
+        .map(|&b| match b {
+            b'-' => b'_',
+            _ => b.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The header name a variable names, if it is one of ours (`None` for an empty name).
+pub fn referenced_name(variable: &[u8]) -> Option<Vec<u8>> {
+    let name = variable.strip_prefix(VARIABLE_PREFIX)?;
+    (!name.is_empty()).then(|| variable_name(name))
+}
+
+/// Kept headers: (normalised name, value) pairs, one per referenced name.
+pub type Kept = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Why an answer's headers cannot be kept: the answer then counts as a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepError {
+    /// A referenced header's value holds a byte no header value may hold.
+    Unsafe { name: Vec<u8>, why: UnsafeValue },
+    /// The kept values and the body together exceed `identity_max_size`.
+    TooLarge,
+}
+
+/// Picks the referenced headers out of an answer's response headers. `wanted` holds
+/// normalised names (`variable_name`); several copies of one header are joined with
+/// `", "`, as nginx 1.23+ joins them for `$upstream_http_NAME`. `budget` is what
+/// `identity_max_size` leaves after the body.
+pub fn keep<'a>(
+    wanted: &[Vec<u8>],
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    budget: usize,
+) -> Result<Kept, KeepError> {
+    let mut kept: Kept = wanted.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let mut present = vec![false; kept.len()];
+    for (name, value) in headers {
+        let normal = variable_name(name);
+        let Some(i) = kept.iter().position(|(n, _)| *n == normal) else {
+            continue;
+        };
+        if let Err(why) = check_header_value(value) {
+            return Err(KeepError::Unsafe { name: normal, why });
+        }
+        let slot = &mut kept[i].1;
+        if present[i] {
+            slot.extend_from_slice(b", ");
+        }
+        slot.extend_from_slice(value);
+        present[i] = true;
+    }
+    let total: usize = kept.iter().map(|(_, v)| v.len()).sum();
+    if total > budget || kept.iter().any(|(_, v)| v.len() > MAX_VALUE_LEN) {
+        return Err(KeepError::TooLarge);
+    }
+    Ok(kept)
+}
+
+/// The kept value of the header a variable suffix names (already lowercase: nginx
+/// lowercases variable names); `None` when it was not collected.
+pub fn value<'a>(kept: &'a [(Vec<u8>, Vec<u8>)], suffix: &[u8]) -> Option<&'a [u8]> {
+    let normal = variable_name(suffix);
+    kept.iter()
+        .find(|(n, _)| *n == normal)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Whether an answer kept every name `wanted` lists (a cached entry stored under the
+/// current configuration, or one that referenced more).
+pub fn covers(kept: &[(Vec<u8>, Vec<u8>)], wanted: &[Vec<u8>]) -> bool {
+    wanted.iter().all(|w| kept.iter().any(|(n, _)| n == w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn names_are_normalised_as_nginx_does() {
+        assert_eq!(
+            variable_name(b"X-Auth-Request-User"),
+            b"x_auth_request_user"
+        );
+        assert_eq!(variable_name(b"Remote-Groups"), b"remote_groups");
+        assert_eq!(variable_name(b"x_weird.Name"), b"x_weird.name");
+        assert_eq!(
+            referenced_name(b"identity_answer_header_remote_user").as_deref(),
+            Some(&b"remote_user"[..])
+        );
+        assert_eq!(referenced_name(b"identity_answer_header_"), None);
+        assert_eq!(referenced_name(b"identity_claim_x"), None);
+    }
+
+    #[test]
+    fn keeps_only_referenced_names_with_empty_values_for_absent_ones() {
+        let wanted = names(&["remote_user", "remote_email"]);
+        let headers: [(&[u8], &[u8]); 3] = [
+            (b"Remote-User", b"alice"),
+            (b"Remote-Groups", b"admins"),
+            (b"Content-Type", b"text/plain"),
+        ];
+        let kept = keep(&wanted, headers, 100).unwrap();
+        assert_eq!(value(&kept, b"remote_user"), Some(&b"alice"[..]));
+        assert_eq!(value(&kept, b"remote_email"), Some(&b""[..]));
+        assert_eq!(value(&kept, b"remote_groups"), None);
+        assert!(covers(&kept, &wanted));
+        assert!(!covers(&kept, &names(&["remote_user", "remote_name"])));
+    }
+
+    #[test]
+    fn copies_are_joined_and_names_match_in_any_case() {
+        let wanted = names(&["x_group"]);
+        let headers: [(&[u8], &[u8]); 2] = [(b"X-Group", b"a"), (b"x-GROUP", b"b")];
+        let kept = keep(&wanted, headers, 100).unwrap();
+        assert_eq!(value(&kept, b"x_group"), Some(&b"a, b"[..]));
+    }
+
+    #[test]
+    fn unsafe_values_and_oversize_are_refused() {
+        let wanted = names(&["remote_user"]);
+        for bad in [&b"al\x01ice"[..], b"a\rb", b"a\nb", b"a\0b"] {
+            let err = keep(&wanted, [(&b"Remote-User"[..], bad)], 100).unwrap_err();
+            assert!(matches!(err, KeepError::Unsafe { ref name, .. } if name == b"remote_user"));
+        }
+        // An unreferenced header is not looked at.
+        assert!(keep(&wanted, [(&b"Other"[..], &b"a\x01"[..])], 100).is_ok());
+        // UTF-8 and tabs pass, as for identity_header values.
+        assert!(keep(&wanted, [(&b"Remote-User"[..], "Zoë\t".as_bytes())], 100).is_ok());
+        assert_eq!(
+            keep(&wanted, [(&b"Remote-User"[..], &b"alice"[..])], 4),
+            Err(KeepError::TooLarge)
+        );
+        let huge = vec![b'a'; MAX_VALUE_LEN + 1];
+        assert_eq!(
+            keep(&wanted, [(&b"Remote-User"[..], &huge[..])], usize::MAX),
+            Err(KeepError::TooLarge)
+        );
+    }
+}
