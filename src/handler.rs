@@ -20,7 +20,7 @@ use ngx::{ngx_log_debug, ngx_log_error};
 use crate::cache_entry::key_input;
 use crate::cache_flow::{consult_cache, fetch, finish};
 use crate::config::IdentityConf;
-use crate::decision::{Answer, IdentityStatus, Verdict};
+use crate::decision::{Answer, IdentityStatus, Reason, Verdict};
 use crate::header::header_names_match;
 use crate::headers_in::{self, Edit};
 use crate::module::{location_conf, srv_conf};
@@ -28,6 +28,7 @@ use crate::ngx_codes::{rc, NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK}
 use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::request_ctx::CacheUse;
+use crate::require;
 use crate::request_ctx::{new_request_ctx, request_ctx, Basis, RequestCtx, State};
 use crate::sealed_cookie::open_sealed;
 use crate::verdict::{conclude, strip_session_cookie};
@@ -90,7 +91,7 @@ pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let conf = location_conf(r);
     if !conf.active() || subrequest_may_pass(r, conf) {
-        return NGX_DECLINED;
+        return require::subrequest_refusal(r, conf).unwrap_or(NGX_DECLINED);
     }
     ngx_log_error!(
         NGX_LOG_ERR,
@@ -162,7 +163,8 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
         })?;
     }
     if !conf.active() {
-        return Ok(Next::Phase(NGX_DECLINED));
+        let refused = require::module_off_here(r, conf)?;
+        return Ok(refused.unwrap_or(Next::Phase(NGX_DECLINED)));
     }
     exchange(r, conf)
 }
@@ -180,7 +182,8 @@ fn revisit(
         // As on a first visit: this location's names go, the rest stays.
         strip_names(r, protected)?;
         ctx.concluded_at.set((conf, r.uri_changes()));
-        return Ok(Next::Phase(NGX_DECLINED));
+        let refused = require::module_off_here(r, conf)?;
+        return Ok(refused.unwrap_or(Next::Phase(NGX_DECLINED)));
     }
     // SAFETY: null or a location conf, which outlives every request.
     let previous = unsafe { ctx.headers_from.get().as_ref() };
@@ -232,6 +235,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             "identity: client sent the cookie \"{}\" more than once",
             String::from_utf8_lossy(name)
         );
+        ctx.cause.set(Some(Reason::DuplicateCredential));
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
     // The same for a header the key reads (`$http_NAME`) sent twice.
@@ -243,6 +247,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             "identity: client sent the header read by \"$http_{}\" more than once",
             String::from_utf8_lossy(var)
         );
+        ctx.cause.set(Some(Reason::DuplicateCredential));
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
 
@@ -264,6 +269,9 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                     r.connection_log(),
                     "identity: sealed cookie not used: {reason}"
                 );
+                if headers_in::has_cookie(r, &sealed.name) {
+                    ctx.cause.set(Some(Reason::SealedInvalid));
+                }
                 if conf.enabled().is_none() {
                     ctx.basis.set(Basis::NoCredential);
                     return conclude(r, conf, ctx, conf.policy().no_credential());
