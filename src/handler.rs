@@ -28,8 +28,8 @@ use crate::ngx_codes::{rc, NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK}
 use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::request_ctx::CacheUse;
-use crate::require;
 use crate::request_ctx::{new_request_ctx, request_ctx, Basis, RequestCtx, State};
+use crate::require;
 use crate::sealed_cookie::open_sealed;
 use crate::verdict::{conclude, strip_session_cookie};
 
@@ -85,7 +85,7 @@ pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// carries the main request's identity headers; anything else is refused.
 pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a live request.
-    let r = unsafe { &*r };
+    let r = unsafe { &mut *r };
     if ptr::eq(r, r.main) {
         return NGX_DECLINED;
     }

@@ -22,7 +22,7 @@ use crate::request_ctx::{new_request_ctx, request_ctx, RequestCtx, State};
 
 /// The first `identity_require` in force for `r` that refuses it, if any. A value that
 /// cannot be evaluated refuses (fail closed).
-pub fn refusal<'c>(r: *mut ngx_http_request_t, conf: &'c IdentityConf) -> Option<&'c Require> {
+pub fn refusal<'c>(r: &mut ngx_http_request_t, conf: &'c IdentityConf) -> Option<&'c Require> {
     conf.requires().iter().find(|req| {
         req.values.iter().any(|&cv| {
             let mut value = ngx_str_t::default();
@@ -73,7 +73,7 @@ pub fn module_off_here(
 
 /// A subrequest into a location with `identity_require` (not the module's own
 /// subrequest): checked against the main request's accepted identity; 401 without one.
-pub fn subrequest_refusal(r: &ngx_http_request_t, conf: &IdentityConf) -> Option<ngx_int_t> {
+pub fn subrequest_refusal(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Option<ngx_int_t> {
     let first = conf.requires().first()?;
     let ctx = request_ctx(r);
     if ctx.is_some_and(|c| ptr::eq(c.subrequest.get(), r)) {
@@ -84,8 +84,7 @@ pub fn subrequest_refusal(r: &ngx_http_request_t, conf: &IdentityConf) -> Option
         log_refusal(r, first, true);
         return Some(401);
     }
-    let rp = r as *const ngx_http_request_t as *mut ngx_http_request_t;
-    let req = refusal(rp, conf)?;
+    let req = refusal(r, conf)?;
     log_refusal(r, req, false);
     Some(req.error as ngx_int_t)
 }

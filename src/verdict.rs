@@ -12,8 +12,8 @@ use crate::ngx_codes::{NGX_DONE, NGX_OK};
 use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::relay::relay;
-use crate::require;
 use crate::request_ctx::{RequestCtx, State};
+use crate::require;
 
 /// Carries out a verdict and remembers the result for later visits.
 pub fn conclude(

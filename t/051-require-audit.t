@@ -258,11 +258,13 @@ qr/seen status=DENIED reason=\[duplicate_credential\]/
     identity_cache_zone ids:1m;
 --- api
 identity_cache ids;
-access_log logs/error.log seen;
---- pipelined_requests eval
+add_header X-Call "$identity_status $identity_service_time" always;
+--- backend
+return 200 "ok\n";
+--- request eval
 ["GET /api/a", "GET /api/b"]
---- error_log eval
-[qr/seen status=MISS reason=\[\] user=\[alice\] time=\d+\.\d{3}/, qr/seen status=HIT reason=\[\] user=\[alice\] time=-/]
+--- raw_response_headers_like eval
+[qr/X-Call: MISS \d+\.\d{3}\r\n/, qr/X-Call: HIT -\r\n/]
 
 
 

@@ -351,10 +351,7 @@ mod tests {
             Reason::over_passes(Some(Reason::Timeout), None),
             Some(Reason::Timeout)
         );
-        assert_eq!(
-            Reason::over_passes(Some(Reason::Incomplete), None),
-            None
-        );
+        assert_eq!(Reason::over_passes(Some(Reason::Incomplete), None), None);
         assert_eq!(Reason::ServiceError.as_str(), "service_error");
         assert_eq!(
             Reason::of_status(IdentityStatus::Error, Some(Reason::Timeout)),
