@@ -335,3 +335,52 @@ user=[]
 GET /page
 --- response_body_like
 ^(?!.*admin part).*dev part
+
+
+
+=== TEST 23: a refusal into error_page: the fallback (identity_require off there) is logged FORBIDDEN, forbidden, with the user and the call's time
+--- config
+    identity_require $is_admin;
+    error_page 403 /denied.html;
+    location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user; }
+    location /api/ {
+        identity_request /_identity;
+        identity_header X-User $identity_claim_id;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /denied.html {
+        identity_require off;
+        return 403 "no\n";
+    }
+    location /backend { return 200 "reached\n"; }
+    access_log logs/error.log seen;
+--- error_code: 403
+--- response_body
+no
+--- error_log eval
+qr/seen status=FORBIDDEN reason=\[forbidden\] user=\[alice\] time=\d+\.\d{3}/
+
+
+
+=== TEST 24: no identity into error_page: the fallback keeps the reason there was none
+--- more_headers
+Cookie: session=nobody
+--- config
+    error_page 401 /login.html;
+    location = /_identity { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/user; }
+    location /api/ {
+        identity_request /_identity;
+        identity_anonymous on;
+        identity_require $identity_claim_id;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location = /login.html {
+        return 401 "log in\n";
+    }
+    location /backend { return 200 "reached\n"; }
+    access_log logs/error.log seen;
+--- error_code: 401
+--- response_body
+log in
+--- error_log eval
+qr/seen status=FORBIDDEN reason=\[denied\] user=\[-?\] time=\d+\.\d{3}/
