@@ -5,6 +5,15 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use Identity;
+use File::Temp qw(tempdir);
+
+# A sealed-cookie keyring (as in t/030-sealed.t), for the sealed_invalid block.
+my $dir = tempdir(CLEANUP => 1);
+open my $fh, '>', "$dir/identity.keys" or die "$dir/identity.keys: $!";
+print $fh "k1 QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n";
+close $fh;
+chmod 0600, "$dir/identity.keys" or die "chmod: $!";
+$ENV{TEST_NGINX_SEALED_KEYS} = "$dir/identity.keys";
 
 our $Users = <<'_EOC_';
 if ($cookie_session = "root") { return 200 '{"id":"root","roles":["admin","dev"],"email_verified":true}'; }
@@ -384,3 +393,37 @@ Cookie: session=nobody
 log in
 --- error_log eval
 qr/seen status=FORBIDDEN reason=\[denied\] user=\[-?\] time=\d+\.\d{3}/
+
+
+
+=== TEST 25: $identity_reason: timeout when nginx times out calling the user service
+--- user_service
+echo_sleep 2; echo '{"id":"alice"}';
+--- identity
+proxy_read_timeout 200ms;
+--- api
+identity_on_error pass;
+access_log logs/error.log seen;
+--- error_log eval
+qr/seen status=ERROR reason=\[timeout\] user=\[-?\] time=\d+\.\d{3}/
+--- timeout: 1.5
+
+
+
+=== TEST 26: $identity_reason: sealed_invalid for a sealed cookie that does not open; no_credential without one
+--- http_config
+    identity_sealed_keys $TEST_NGINX_SEALED_KEYS;
+--- config
+    location /api/ {
+        identity_sealed session;
+        identity_anonymous on;
+        add_header X-Status "$identity_status $identity_reason $identity_service_time" always;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+    location /backend { return 200 "reached\n"; }
+--- request eval
+["GET /api/x", "GET /api/y"]
+--- more_headers eval
+["Cookie: session=AAAAnot-a-sealed-value", "Cookie: other=1"]
+--- response_headers eval
+[{"X-Status" => "ANONYMOUS sealed_invalid -"}, {"X-Status" => "ANONYMOUS no_credential -"}]
