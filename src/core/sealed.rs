@@ -25,7 +25,7 @@ mod keys;
 mod tests;
 mod validity;
 
-pub use cookie::{open, open_with_claims, seal, seal_cookie, SealError};
+pub use cookie::{open, open_with_claims, seal_cookie, SealError};
 pub use keys::{DeriveError, KeyRing, KeyRingError, SealKey};
 pub use validity::{check_identity, Times, Validity};
 

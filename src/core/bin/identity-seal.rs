@@ -98,12 +98,12 @@ fn run(args: Args) -> Result<String, String> {
         Some(n) => n,
         None => random_nonce()?,
     };
-    Ok(sealed::seal(
-        ring.sealing_key(),
-        cookie,
-        &nonce,
-        input.as_bytes(),
-    ))
+    sealed::seal_cookie(ring.sealing_key(), cookie, &nonce, input.as_bytes()).map_err(|e| match e {
+        sealed::SealError::TooLong => {
+            "the identity is too long: its cookie would be over 4096 characters, which the gateway refuses unread".into()
+        }
+        e => format!("cannot seal: {e}"),
+    })
 }
 
 fn main() -> ExitCode {

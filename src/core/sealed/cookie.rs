@@ -43,7 +43,9 @@ fn sealed_len(id_len: usize, plaintext_len: usize) -> usize {
     raw.saturating_mul(4).div_ceil(3)
 }
 
-fn encrypt(
+/// Seals with no length check: `seal_cookie`'s body, and the tests' way to write a cookie
+/// longer than the gateway opens.
+pub(super) fn encrypt(
     key: &SealKey,
     cookie_name: &[u8],
     nonce: &[u8; NONCE_LEN],
@@ -80,18 +82,6 @@ pub fn seal_cookie(
         return Err(SealError::TooLong);
     }
     encrypt(key, cookie_name, nonce, plaintext)
-}
-
-/// `seal_cookie` as it was before it could fail, for callers not yet moved to it: the
-/// same cookie, with no length check, or an empty string (which never opens) where
-/// `seal_cookie` would return `SealError::Encrypt`. New code calls `seal_cookie`.
-pub fn seal(
-    key: &SealKey,
-    cookie_name: &[u8],
-    nonce: &[u8; NONCE_LEN],
-    plaintext: &[u8],
-) -> String {
-    encrypt(key, cookie_name, nonce, plaintext).unwrap_or_default()
 }
 
 /// Opens a sealed cookie value: the JSON identity, if every check passes.

@@ -112,3 +112,17 @@ fn a_bad_identity_or_key_file_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/identity.keys"));
 }
+
+#[test]
+fn an_identity_the_gateway_would_not_open_is_refused() {
+    let keys = key_file("long.keys");
+    let long = format!(r#"{{"exp":4102444800,"pad":"{}"}}"#, "x".repeat(4000));
+    let out = seal(&["--keys", &keys], Some(&long));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("too long"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
