@@ -74,6 +74,17 @@ impl IdentityHeader {
     }
 }
 
+/// One `identity_require value ... [error=401|403]`.
+#[derive(Clone)]
+pub struct Require {
+    /// Compiled values; each must be non-empty and neither `0` nor `false`.
+    pub values: Vec<*mut ngx_http_complex_value_t>,
+    /// The status a failed check answers with.
+    pub error: u16,
+    /// `file:line` of the directive, for the error log.
+    pub at: String,
+}
+
 /// `identity_request`.
 #[derive(Clone)]
 pub enum RequestUri {
@@ -214,6 +225,11 @@ impl IdentityConf {
                 .cache_lock_timeout_ms
                 .unwrap_or_else(defaults::cache_lock_timeout_ms),
         }
+    }
+
+    /// The `identity_require` list in force here (empty: none, or `off`).
+    pub fn requires(&self) -> &[Require] {
+        self.require.as_deref().unwrap_or(&[])
     }
 
     pub fn identity_headers(&self) -> &[IdentityHeader] {

@@ -17,8 +17,8 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::cache_entry::{ValidRule, DEFAULT_VALID};
 use crate::config::{
-    Assertion, CacheSetting, ConfigError, IdentityHeader, KeyDef, MergeError, RequestUri, Sealed,
-    ZoneRef,
+    Assertion, CacheSetting, ConfigError, IdentityHeader, KeyDef, MergeError, RequestUri, Require,
+    Sealed, ZoneRef,
 };
 use crate::decision::OnError;
 use crate::parsers::{self as p, args, default_key, text};
@@ -46,6 +46,10 @@ identity_directives! {
         /// list. The client's copies go to the identity subrequest only.
         pass_client: Vec<Vec<u8>> => "identity_pass_client_header", ANY, NGX_CONF_TAKE1,
             p::pass_client_header, inherit = Vec::new();
+        /// `identity_require value ... [error=401|403] | off`, repeatable; a level with
+        /// none inherits the list, `off` (an empty list) clears it.
+        require: Vec<Require> => "identity_require", ANY, NGX_CONF_1MORE, p::require,
+            inherit = Vec::new();
         /// `identity_strip name`, repeatable; folded into `spoofable` while merging.
         strip: Vec<Vec<u8>> => "identity_strip", ANY, NGX_CONF_TAKE1, p::strip,
             this_level;

@@ -21,7 +21,7 @@ use crate::cache_entry::key_input_with_headers;
 use crate::cache_flow::{consult_cache, fetch, finish};
 use crate::client_headers;
 use crate::config::IdentityConf;
-use crate::decision::{Answer, IdentityStatus, Verdict};
+use crate::decision::{Answer, IdentityStatus, Reason, Verdict};
 use crate::header::header_names_match;
 use crate::headers_in::{self, Edit};
 use crate::module::{location_conf, srv_conf};
@@ -30,6 +30,7 @@ use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::request_ctx::CacheUse;
 use crate::request_ctx::{new_request_ctx, request_ctx, Basis, RequestCtx, State};
+use crate::require;
 use crate::sealed_cookie::open_sealed;
 use crate::verdict::{conclude, strip_session_cookie};
 
@@ -192,7 +193,7 @@ pub extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
     }
     if !conf.active() || subrequest_may_pass(r, conf) {
-        return NGX_DECLINED;
+        return require::subrequest_refusal(r, conf).unwrap_or(NGX_DECLINED);
     }
     ngx_log_error!(
         NGX_LOG_ERR,
@@ -236,7 +237,9 @@ fn run(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, HandlerE
     // access_strip_handler removed the spoofed headers (and, after a redirect, the
     // previous location's identity headers); where the module is off, nothing else.
     if !conf.active() {
-        return Ok(Next::Phase(NGX_DECLINED));
+        // Where identity_require is in force, no identity means a refusal.
+        let refused = require::module_off_here(r, conf)?;
+        return Ok(refused.unwrap_or(Next::Phase(NGX_DECLINED)));
     }
     if let Some(ctx) = request_ctx(r) {
         let here = (conf as *const IdentityConf, r.uri_changes());
@@ -303,6 +306,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             "identity: client sent the cookie \"{}\" more than once",
             String::from_utf8_lossy(name)
         );
+        ctx.cause.set(Some(Reason::DuplicateCredential));
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
     // The same for a header the key reads (`$http_NAME`) sent twice.
@@ -314,6 +318,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             "identity: client sent the header read by \"$http_{}\" more than once",
             String::from_utf8_lossy(var)
         );
+        ctx.cause.set(Some(Reason::DuplicateCredential));
         return conclude(r, conf, ctx, Verdict::Respond(400, IdentityStatus::Denied));
     }
 
@@ -335,6 +340,9 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                     r.connection_log(),
                     "identity: sealed cookie not used: {reason}"
                 );
+                if headers_in::has_cookie(r, &sealed.name) {
+                    ctx.cause.set(Some(Reason::SealedInvalid));
+                }
                 if conf.enabled().is_none() {
                     ctx.basis.set(Basis::NoCredential);
                     return conclude(r, conf, ctx, conf.policy().no_credential());

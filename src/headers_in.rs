@@ -332,6 +332,20 @@ pub fn repeated_cookie<'n>(
     })
 }
 
+/// Whether the request carries the cookie `name` at all.
+pub fn has_cookie(r: &ngx_http_request_t, name: &[u8]) -> bool {
+    let mut count = 0;
+    // SAFETY: headers_in.headers is the request's live header list.
+    unsafe {
+        visit(&r.headers_in.headers, |key, value| {
+            if key.eq_ignore_ascii_case(b"cookie") {
+                count += crate::header::cookie_count(value, name);
+            }
+        })
+    };
+    count > 0
+}
+
 /// The first of `vars` (`header::header_names_in_key`) whose header the request carries
 /// more than once, if any.
 pub fn repeated_header<'n>(

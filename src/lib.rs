@@ -38,6 +38,7 @@ mod protected_names;
 mod purge;
 mod relay;
 mod request_ctx;
+mod require;
 mod sealed_cookie;
 mod sealed_keys;
 mod subrequest;

@@ -9,7 +9,8 @@ use ngx::ffi::{
 };
 
 use crate::config::{
-    ConfigError, IdentityConf, IdentityHeader, KeyDef, MergeError, RequestUri, Sealed, SealedCookie,
+    ConfigError, IdentityConf, IdentityHeader, KeyDef, MergeError, RequestUri, Require, Sealed,
+    SealedCookie,
 };
 use crate::decision::OnError;
 use crate::header::{header_names_match, is_valid_header_name};
@@ -313,4 +314,65 @@ pub fn sealed(
             max_age,
         }),
     )
+}
+
+/// `identity_require value ... [error=401|403] | off`. `off` is an empty list, alone at
+/// its level.
+pub fn require(
+    cf: &mut ngx_conf_t,
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let cleared = conf.require.as_ref().is_some_and(Vec::is_empty);
+    if a.len() == 2 && a[1].as_bytes() == b"off" {
+        if conf.require.is_some() {
+            return Err(ConfigError::InvalidValue(
+                "off".into(),
+                "it cannot be combined with other identity_require at the same level",
+            ));
+        }
+        conf.require = Some(Vec::new());
+        return Ok(());
+    }
+    if cleared {
+        return Err(ConfigError::InvalidValue(
+            text(&a[1]),
+            "\"identity_require off\" is already set at this level",
+        ));
+    }
+    let mut words = &a[1..];
+    let mut error = 403;
+    if let Some((last, rest)) = words.split_last() {
+        if let Some(code) = last.as_bytes().strip_prefix(b"error=") {
+            error = match code {
+                b"401" => 401,
+                b"403" => 403,
+                _ => {
+                    return Err(ConfigError::InvalidValue(
+                        text(last),
+                        "it must be error=401 or error=403",
+                    ))
+                }
+            };
+            words = rest;
+        }
+    }
+    if words.is_empty() {
+        return Err(ConfigError::InvalidValue(
+            String::new(),
+            "it needs at least one value",
+        ));
+    }
+    let mut values = Vec::with_capacity(words.len());
+    for w in words {
+        values.push(compile_complex_value(cf, w.as_bytes())?);
+    }
+    // SAFETY: while parsing, cf->conf_file is the file being read.
+    let at = unsafe { cf.conf_file.as_ref() }
+        .map(|f| format!("{}:{}", text(&f.file.name), f.line))
+        .unwrap_or_default();
+    conf.require
+        .get_or_insert_with(Vec::new)
+        .push(Require { values, error, at });
+    Ok(())
 }

@@ -15,7 +15,7 @@ use crate::cache::CacheZone;
 use crate::cache_entry::TAG_LEN;
 use crate::claims::{Claims, ClaimsError};
 use crate::config::IdentityConf;
-use crate::decision::{Answer, IdentityStatus};
+use crate::decision::{Answer, IdentityStatus, Reason};
 use crate::module::module;
 use crate::pool::NoMemory;
 
@@ -49,6 +49,14 @@ pub struct RequestCtx {
     pub state: Cell<State>,
     /// `None` until decided.
     pub status: Cell<Option<IdentityStatus>>,
+    /// `$identity_reason`, set with `status`.
+    pub reason: Cell<Option<Reason>>,
+    /// What was found wrong on the way to the verdict (a failed call, a bad cookie),
+    /// which the verdict's reason names.
+    pub cause: Cell<Option<Reason>>,
+    /// `ngx_current_msec` when the user-service call started, and how long it took.
+    pub call_started_ms: Cell<u64>,
+    pub service_ms: Cell<Option<u64>>,
     pub answer: AnswerCell,
     /// The identity subrequest, while one runs; its body filter fills `body`.
     pub subrequest: Cell<*mut ngx_http_request_t>,
@@ -134,6 +142,10 @@ impl RequestCtx {
         RequestCtx {
             state: Cell::new(State::Start),
             status: Cell::new(None),
+            reason: Cell::new(None),
+            cause: Cell::new(None),
+            call_started_ms: Cell::new(0),
+            service_ms: Cell::new(None),
             answer: AnswerCell::default(),
             subrequest: Cell::new(ptr::null_mut()),
             body: Cell::new(Vec::new()),
@@ -191,6 +203,12 @@ impl RequestCtx {
             Some(Err(e)) => Some(*e),
             _ => None,
         }
+    }
+
+    /// Records the verdict's `$identity_status` and the reason that goes with it.
+    pub fn decide(&self, status: IdentityStatus) {
+        self.status.set(Some(status));
+        self.reason.set(Reason::of_status(status, self.cause.get()));
     }
 
     pub fn answer(&self) -> AnswerRef<'_> {

@@ -13,8 +13,8 @@ use ngx::ffi::{
 use ngx::http::HTTPStatus;
 use ngx::ngx_log_debug;
 
-use crate::decision::Answer;
 use crate::decision::{relayed_header, relayed_in_every_copy};
+use crate::decision::{Answer, Reason};
 use crate::header::is_withheld_from_subrequest;
 use crate::headers_in;
 use crate::request_ctx::{request_ctx, RequestCtx, State};
@@ -88,6 +88,9 @@ pub fn start(
 
     ctx.subrequest.set(sr);
     ctx.max_size.set(max_size);
+    // SAFETY: plain read of nginx's cached clock.
+    ctx.call_started_ms
+        .set(unsafe { ngx::ffi::ngx_current_msec } as u64);
     Ok(())
 }
 
@@ -109,8 +112,25 @@ unsafe extern "C" fn subrequest_done(
     // afresh and this takes it.
     let body = ctx.body.take();
     let complete = ctx.body_complete.replace(false) || finished_by_nginx(sr, rc);
-    let mut answer = read_answer(sr, rc, body, ctx.body_failure.get());
+    let body_failure = ctx.body_failure.get();
+    let overflow = body_failure == Some(TOO_LARGE);
+    let mut answer = read_answer(sr, rc, body, body_failure);
     crate::answer_headers::take(sr, &mut answer, ctx.max_size.get());
+    let by_nginx = (NGX_HTTP_SPECIAL_RESPONSE..1000)
+        .contains(&rc)
+        .then_some(answer.status);
+    let earlier_cause = match ctx.state.get() {
+        State::Answered => ctx.cause.get(),
+        _ => None,
+    };
+    ctx.cause.set(Reason::over_passes(
+        earlier_cause,
+        Reason::of_call(by_nginx, overflow, rc == NGX_ERROR, complete),
+    ));
+    // SAFETY: plain read of nginx's cached clock.
+    let now = unsafe { ngx::ffi::ngx_current_msec } as u64;
+    ctx.service_ms
+        .set(Some(now.saturating_sub(ctx.call_started_ms.get())));
     if answer.failure.is_none() && !complete {
         // nginx finalizes a subrequest whose upstream closed early, reset or timed out
         // after the headers with rc 0 (the result of its final flush), without the

@@ -1,6 +1,6 @@
-//! `$identity`, `$identity_claim_NAME`, `$identity_status`,
-//! `$identity_escaped_request_uri` and (handled in `answer_headers`)
-//! `$identity_answer_header_NAME`.
+//! `$identity`, `$identity_claim_NAME`, `$identity_status`, `$identity_reason`,
+//! `$identity_service_time`, `$identity_escaped_request_uri` and (handled in
+//! `answer_headers`) `$identity_answer_header_NAME`.
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
@@ -8,7 +8,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_string;
 
-use crate::decision::IdentityStatus;
+use crate::decision::{IdentityStatus, Reason};
 use crate::module::location_conf;
 use crate::pool::copy_to_pool;
 use crate::request_ctx::request_ctx;
@@ -31,7 +31,17 @@ pub struct RegisterError(String);
 /// Adds the variables; called from preconfiguration.
 pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
     // All are non-cacheable: they change once the user service has answered.
-    let vars: [(ngx_str_t, Getter, u32); 5] = [
+    let vars: [(ngx_str_t, Getter, u32); 7] = [
+        (
+            ngx_string!("identity_reason"),
+            get_reason,
+            NGX_HTTP_VAR_NOCACHEABLE,
+        ),
+        (
+            ngx_string!("identity_service_time"),
+            get_service_time,
+            NGX_HTTP_VAR_NOCACHEABLE,
+        ),
         (
             ngx_string!("identity"),
             get_identity,
@@ -138,6 +148,39 @@ unsafe extern "C" fn get_status(
             NGX_OK
         }
         None => not_found(v),
+    }
+}
+
+/// `$identity_reason`: empty when an identity was accepted or nothing was decided.
+unsafe extern "C" fn get_reason(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value slot to fill.
+    let (r, v) = unsafe { (&*r, &mut *v) };
+    let text = request_ctx(r)
+        .and_then(|ctx| ctx.reason.get())
+        .map_or("", Reason::as_str);
+    set_static(v, text.as_ptr() as *mut u8, text.len());
+    NGX_OK
+}
+
+/// `$identity_service_time`: the user-service call's duration in seconds, to the
+/// millisecond (`0.012`), or `-` when this request made no call.
+unsafe extern "C" fn get_service_time(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value slot to fill.
+    let (r, v) = unsafe { (&*r, &mut *v) };
+    match request_ctx(r).and_then(|ctx| ctx.service_ms.get()) {
+        Some(ms) => set_value(r, v, format!("{}.{:03}", ms / 1000, ms % 1000).as_bytes()),
+        None => {
+            set_static(v, b"-".as_ptr() as *mut u8, 1);
+            NGX_OK
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use ngx::ngx_log_error;
 
 use crate::assertion_header::assertion_header;
 use crate::config::{IdentityConf, IdentityHeader};
-use crate::decision::{IdentityStatus, Verdict};
+use crate::decision::{IdentityStatus, Reason, Verdict};
 use crate::header::{check_header_value, strip_cookies};
 use crate::headers_in::{self, Edit};
 use crate::ngx_codes::{NGX_DONE, NGX_OK};
@@ -14,6 +14,7 @@ use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::relay::relay;
 use crate::request_ctx::{RequestCtx, State};
+use crate::require;
 
 /// Carries out a verdict and remembers the result for later visits.
 pub fn conclude(
@@ -43,44 +44,64 @@ fn apply(
     // session cookie either.
     strip_session_cookie(r, conf)?;
     match verdict {
-        Verdict::Allow => match identity_headers(r, conf, ctx)
-            .and_then(|h| Ok((h, assertion_header(r, conf, ctx)?)))
-        {
-            Ok((headers, assertion)) => {
-                for (h, value) in headers {
-                    headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
+        Verdict::Allow => {
+            // Headers first (all or none), then identity_require, then the assertion, so
+            // a refused request is never signed for.
+            let checked =
+                identity_headers(r, conf, ctx).and_then(|headers| {
+                    match require::refusal(r, conf) {
+                        Some(req) => Ok((headers, Err(req))),
+                        None => assertion_header(r, conf, ctx)
+                            .map(|a| (headers, Ok(a)))
+                            .map_err(|e| (e, Reason::InvalidBody)),
+                    }
+                });
+            match checked {
+                Ok((_, Err(req))) => {
+                    // The identity stays visible to the log, but reaches no upstream.
+                    Ok(require::refuse(r, ctx, req, req.error, None))
                 }
-                if let Some(a) = assertion {
-                    headers_in::add_request_header(r, a.name, a.lowcase_name, a.value)?;
+                Ok((headers, Ok(assertion))) => {
+                    for (h, value) in headers {
+                        headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
+                    }
+                    if let Some(a) = assertion {
+                        headers_in::add_request_header(r, a.name, a.lowcase_name, a.value)?;
+                    }
+                    ctx.headers_from.set(conf);
+                    ctx.accepted.set(true);
+                    let outcome = if ctx.sealed.get() {
+                        IdentityStatus::Sealed
+                    } else {
+                        ctx.cache
+                            .get()
+                            .map_or(IdentityStatus::Ok, |c| c.outcome.get())
+                    };
+                    ctx.decide(outcome);
+                    Ok(Next::Phase(NGX_OK))
                 }
-                ctx.headers_from.set(conf);
-                ctx.accepted.set(true);
-                let outcome = if ctx.sealed.get() {
-                    IdentityStatus::Sealed
-                } else {
-                    ctx.cache
-                        .get()
-                        .map_or(IdentityStatus::Ok, |c| c.outcome.get())
-                };
-                ctx.status.set(Some(outcome));
-                Ok(Next::Phase(NGX_OK))
+                Err((reason, cause)) => {
+                    ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
+                    ctx.identity_visible.set(false);
+                    ctx.cause.set(Some(cause));
+                    apply(r, conf, ctx, conf.policy().error())
+                }
             }
-            Err(reason) => {
-                ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {reason}");
-                ctx.identity_visible.set(false);
-                apply(r, conf, ctx, conf.policy().error())
-            }
-        },
+        }
         Verdict::PassWithout(status) => {
-            ctx.status.set(Some(status));
+            ctx.decide(status);
+            if let Some(req) = conf.requires().first() {
+                // No identity where one is required.
+                return Ok(require::refuse(r, ctx, req, 401, ctx.reason.get()));
+            }
             Ok(Next::Phase(NGX_OK))
         }
         Verdict::Respond(code, status) => {
-            ctx.status.set(Some(status));
+            ctx.decide(status);
             Ok(Next::Phase(code as ngx_int_t))
         }
         Verdict::Relay(code) => {
-            ctx.status.set(Some(IdentityStatus::Denied));
+            ctx.decide(IdentityStatus::Denied);
             let answer = ctx.answer();
             relay(r, &answer, code)
         }
@@ -93,31 +114,40 @@ fn identity_headers<'c>(
     r: &mut ngx_http_request_t,
     conf: &'c IdentityConf,
     ctx: &RequestCtx,
-) -> Result<Vec<(&'c IdentityHeader, ngx_str_t)>, String> {
+) -> Result<Vec<(&'c IdentityHeader, ngx_str_t)>, (String, Reason)> {
     ctx.identity_visible.set(true);
     let mut out = Vec::with_capacity(conf.identity_headers().len());
     for h in conf.identity_headers() {
         let mut value = ngx_str_t::default();
         // SAFETY: h.value was compiled at configuration time for this module.
         if unsafe { ngx_http_complex_value(r, h.value, &mut value) } != NGX_OK {
-            return Err(format!(
-                "the value of identity_header \"{}\" could not be evaluated",
-                String::from_utf8_lossy(&h.name)
+            return Err((
+                format!(
+                    "the value of identity_header \"{}\" could not be evaluated",
+                    String::from_utf8_lossy(&h.name)
+                ),
+                Reason::ServiceError,
             ));
         }
         if let Some(e) = ctx.claims_failed() {
-            return Err(format!(
-                "identity_header \"{}\" uses $identity_claim_*, but {e}",
-                String::from_utf8_lossy(&h.name)
+            return Err((
+                format!(
+                    "identity_header \"{}\" uses $identity_claim_*, but {e}",
+                    String::from_utf8_lossy(&h.name)
+                ),
+                Reason::InvalidBody,
             ));
         }
         if value.len == 0 {
             continue;
         }
         if let Err(why) = check_header_value(value.as_bytes()) {
-            return Err(format!(
-                "identity_header \"{}\" value {why}, so it is not sent",
-                String::from_utf8_lossy(&h.name)
+            return Err((
+                format!(
+                    "identity_header \"{}\" value {why}, so it is not sent",
+                    String::from_utf8_lossy(&h.name)
+                ),
+                Reason::UnsafeValue,
             ));
         }
         out.push((h, value));

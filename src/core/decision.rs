@@ -49,6 +49,9 @@ pub enum IdentityStatus {
     Coalesced,
     /// Accepted, opened from a sealed cookie with no call.
     Sealed,
+    /// Refused by `identity_require`: a value was empty, `0` or `false`, or there was
+    /// no identity where one is required.
+    Forbidden,
 }
 
 impl IdentityStatus {
@@ -64,8 +67,124 @@ impl IdentityStatus {
             IdentityStatus::Stale => "STALE",
             IdentityStatus::Coalesced => "COALESCED",
             IdentityStatus::Sealed => "SEALED",
+            IdentityStatus::Forbidden => "FORBIDDEN",
         }
     }
+}
+
+/// `$identity_reason`: why a request has no accepted identity, as a short stable word.
+/// Never carries a value from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The request carries no credential (or the module is off where one is required).
+    NoCredential,
+    /// The credential cookie or key header was sent more than once.
+    DuplicateCredential,
+    /// The user service refused the credential (3xx or 4xx).
+    Denied,
+    /// An `identity_require` value was empty, `0` or `false`.
+    Forbidden,
+    /// nginx timed out calling the user service (its 504).
+    Timeout,
+    /// nginx could not reach the user service or read its answer (its 502).
+    Unreachable,
+    /// The user service answered 5xx (or a status outside 200-599), or the call failed.
+    ServiceError,
+    /// The user service's body is larger than `identity_max_size`.
+    Oversize,
+    /// The user service's answer ended before its last byte.
+    Incomplete,
+    /// `$identity_claim_*` was used and the body is not a JSON object.
+    InvalidBody,
+    /// An `identity_header` value holds a byte a header may not carry.
+    UnsafeValue,
+    /// A sealed cookie was present but could not be opened (tampered, expired...).
+    SealedInvalid,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoCredential => "no_credential",
+            Reason::DuplicateCredential => "duplicate_credential",
+            Reason::Denied => "denied",
+            Reason::Forbidden => "forbidden",
+            Reason::Timeout => "timeout",
+            Reason::Unreachable => "unreachable",
+            Reason::ServiceError => "service_error",
+            Reason::Oversize => "oversize",
+            Reason::Incomplete => "incomplete",
+            Reason::InvalidBody => "invalid_body",
+            Reason::UnsafeValue => "unsafe_value",
+            Reason::SealedInvalid => "sealed_invalid",
+        }
+    }
+
+    /// Why a user-service answer gives no identity: `failure` is what made it unusable
+    /// (if anything did), else its status decides; `None` for a 2xx.
+    pub fn of_answer(status: u16, failure: Option<Reason>) -> Option<Reason> {
+        match status {
+            _ if failure.is_some() => failure,
+            200..=299 => None,
+            300..=499 => Some(Reason::Denied),
+            _ => Some(Reason::ServiceError),
+        }
+    }
+
+    /// The reason that goes with a decided `$identity_status`: `cause` is what was found
+    /// wrong on the way (a failed call, a bad cookie...), else the status's own reason.
+    /// `None` for an accepted identity (or the module off).
+    pub fn of_status(status: IdentityStatus, cause: Option<Reason>) -> Option<Reason> {
+        use IdentityStatus as S;
+        match status {
+            S::Anonymous => cause.or(Some(Reason::NoCredential)),
+            S::Denied => cause.or(Some(Reason::Denied)),
+            S::Error => cause.or(Some(Reason::ServiceError)),
+            S::Forbidden => Some(Reason::Forbidden),
+            S::Bypass | S::Ok | S::Hit | S::Miss | S::Stale | S::Coalesced | S::Sealed => None,
+        }
+    }
+
+    /// What made a subrequest's answer unusable, from one pass of its completion:
+    /// `nginx_status` is the status nginx itself finalized it with (a special response,
+    /// e.g. its 504 on a timeout), if it did.
+    pub fn of_call(
+        nginx_status: Option<u16>,
+        overflow: bool,
+        failed: bool,
+        complete: bool,
+    ) -> Option<Reason> {
+        if overflow {
+            return Some(Reason::Oversize);
+        }
+        match nginx_status {
+            Some(504) => return Some(Reason::Timeout),
+            Some(502) => return Some(Reason::Unreachable),
+            _ => {}
+        }
+        if failed {
+            Some(Reason::ServiceError)
+        } else if !complete {
+            Some(Reason::Incomplete)
+        } else {
+            None
+        }
+    }
+
+    /// nginx may complete a subrequest twice (its error page after its own failure):
+    /// what nginx said on the first pass (timeout, unreachable, oversize) is the cause.
+    pub fn over_passes(earlier: Option<Reason>, now: Option<Reason>) -> Option<Reason> {
+        match earlier {
+            Some(Reason::Timeout | Reason::Unreachable | Reason::Oversize) => earlier,
+            _ => now,
+        }
+    }
+}
+
+/// Whether an evaluated `identity_require` value lets the request through: not empty,
+/// not `0` and not `false` (so a JSON boolean claim works as written).
+pub fn required_value_passes(value: &[u8]) -> bool {
+    !(value.is_empty() || value == b"0" || value == b"false")
 }
 
 /// `identity_on_error`.
@@ -209,6 +328,65 @@ mod tests {
             OPEN.no_credential(),
             Verdict::PassWithout(IdentityStatus::Anonymous)
         );
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(Reason::of_answer(200, None), None);
+        assert_eq!(Reason::of_answer(401, None), Some(Reason::Denied));
+        assert_eq!(Reason::of_answer(302, None), Some(Reason::Denied));
+        assert_eq!(Reason::of_answer(500, None), Some(Reason::ServiceError));
+        assert_eq!(Reason::of_answer(0, None), Some(Reason::ServiceError));
+        assert_eq!(
+            Reason::of_answer(200, Some(Reason::Oversize)),
+            Some(Reason::Oversize)
+        );
+        assert_eq!(
+            Reason::of_call(Some(504), false, false, true),
+            Some(Reason::Timeout)
+        );
+        assert_eq!(
+            Reason::of_call(Some(502), false, false, false),
+            Some(Reason::Unreachable)
+        );
+        assert_eq!(
+            Reason::of_call(None, true, false, true),
+            Some(Reason::Oversize)
+        );
+        assert_eq!(
+            Reason::of_call(None, false, false, false),
+            Some(Reason::Incomplete)
+        );
+        assert_eq!(
+            Reason::of_call(None, false, true, true),
+            Some(Reason::ServiceError)
+        );
+        assert_eq!(Reason::of_call(Some(500), false, false, true), None);
+        assert_eq!(
+            Reason::over_passes(Some(Reason::Timeout), None),
+            Some(Reason::Timeout)
+        );
+        assert_eq!(Reason::over_passes(Some(Reason::Incomplete), None), None);
+        assert_eq!(Reason::ServiceError.as_str(), "service_error");
+        assert_eq!(
+            Reason::of_status(IdentityStatus::Error, Some(Reason::Timeout)),
+            Some(Reason::Timeout)
+        );
+        assert_eq!(
+            Reason::of_status(IdentityStatus::Anonymous, None),
+            Some(Reason::NoCredential)
+        );
+        assert_eq!(Reason::of_status(IdentityStatus::Hit, None), None);
+    }
+
+    #[test]
+    fn required_values() {
+        for v in [&b""[..], b"0", b"false"] {
+            assert!(!required_value_passes(v));
+        }
+        for v in [&b"1"[..], b"true", b"admin", b"00", b"False", b" "] {
+            assert!(required_value_passes(v));
+        }
     }
 
     #[test]
