@@ -24,6 +24,7 @@ mod config;
 mod declare;
 mod directives;
 mod handler;
+mod header_shortcuts;
 mod headers_in;
 mod jwks;
 mod merge;
