@@ -23,6 +23,8 @@ mod config;
 #[macro_use]
 mod declare;
 mod directives;
+mod fleet;
+mod fleet_conf;
 mod handler;
 mod header_shortcuts;
 mod headers_in;

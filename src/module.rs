@@ -29,6 +29,8 @@ pub struct MainConf {
     /// The response headers `$identity_answer_header_NAME` variables reference
     /// (normalised names), collected at postconfiguration.
     pub answer_headers: Vec<Vec<u8>>,
+    /// `identity_cache_sync`: one Redis link per synced zone.
+    pub syncs: Vec<crate::fleet_conf::SyncConf>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -77,6 +79,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     keyring: None,
     assertion_keys: None,
     answer_headers: Vec::new(),
+    syncs: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.
