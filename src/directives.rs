@@ -118,6 +118,10 @@ identity_directives! {
             NGX_HTTP_MAIN_CONF_OFFSET;
         "identity_assertion_key", MAIN, NGX_CONF_TAKE1,
             crate::assertion_keys::set_assertion_key, NGX_HTTP_MAIN_CONF_OFFSET;
+        "identity_cache_sync", MAIN, ngx::ffi::NGX_CONF_2MORE,
+            crate::fleet_conf::set_cache_sync, NGX_HTTP_MAIN_CONF_OFFSET;
+        "identity_sealed_revoke", LOC, ngx::ffi::NGX_CONF_NOARGS,
+            location_shim!(crate::revoke::revoke_directive), NGX_HTTP_LOC_CONF_OFFSET;
     }
 }
 

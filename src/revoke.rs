@@ -1,0 +1,64 @@
+//! `identity_sealed_revoke`: a content handler that revokes the sealed cookie the request
+//! carries until its `exp`, on this gateway and (with `identity_cache_sync`) the fleet's.
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_discard_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
+    ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
+};
+use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+use crate::config::{ConfigError, IdentityConf};
+use crate::module::{location_conf, main_conf, IdentityModule};
+use crate::ngx_codes::{rc, NGX_OK};
+use crate::sealed_cookie::open_sealed;
+
+/// The directive: this location revokes; the revocation table exists.
+pub fn revoke_directive(
+    cf: &mut ngx_conf_t,
+    _conf: &mut IdentityConf,
+    _a: &[ngx_str_t],
+) -> Result<(), ConfigError> {
+    let main = IdentityModule::main_conf_mut(cf).ok_or(ConfigError::NoMemory)?;
+    if main.revocations.is_none() {
+        main.revocations = Some(crate::revocations::add_zone(cf).ok_or(ConfigError::NoMemory)?);
+    }
+    // In a location, cf->ctx holds the location's core conf: its content handler.
+    let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfigError::NoMemory)?;
+    clcf.handler = Some(revoke_handler);
+    Ok(())
+}
+
+/// Revokes the request's sealed cookie (with the location's `identity_sealed` settings),
+/// if it opens: whether it was revoked.
+pub fn revoke_request_cookie(r: &ngx_http_request_t, conf: &IdentityConf) -> bool {
+    let Some(sealed) = conf.sealed_cookie() else {
+        return false;
+    };
+    let Ok(opened) = open_sealed(r, sealed) else {
+        return false;
+    };
+    let Ok(exp) = u64::try_from(opened.times.exp) else {
+        return false;
+    };
+    crate::fleet::revoke_sealed(main_conf(r), &opened.cookie, exp)
+}
+
+extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a live request.
+    let r = unsafe { &mut *r };
+    if r.method & (NGX_HTTP_DELETE | NGX_HTTP_POST) as usize == 0 {
+        return rc(HTTPStatus::NOT_ALLOWED);
+    }
+    // SAFETY: r is live; the body is not needed.
+    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
+        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
+    }
+    if !revoke_request_cookie(r, location_conf(r)) {
+        return rc(HTTPStatus::NOT_FOUND);
+    }
+    r.headers_out.status = HTTPStatus::NO_CONTENT.into();
+    r.headers_out.content_length_n = 0;
+    r.set_header_only(1);
+    // SAFETY: r is live and its headers are set.
+    unsafe { ngx_http_send_header(r) }
+}
