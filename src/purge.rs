@@ -42,22 +42,19 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         .iter()
         .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
         .collect();
-    // A sealed cookie this location opens goes too (`identity_sealed_revoke`'s job), so one
-    // logout location ends both kinds of session.
-    let revoked = crate::revoke::revoke_request_cookie(r, conf);
     let removed = match zone.fleet.get() {
         // A synced zone: the fleet digest names the entries everywhere; it is published
         // whether or not this gateway held one, since another may.
         Some(fleet) => {
             let digest = fleet.key.credential_digest(key.as_bytes(), &passed);
             crate::fleet::publish_purge(&fleet.key, fleet.sync_index, digest);
-            zone.purge_digest(&digest) || revoked
+            zone.purge_digest(&digest)
         }
         // An entry is keyed by question and credential: remove the credential's entry
         // for every question (server{} and identity_request URI) asked through this zone,
         // so a logout ends them all.
         None => {
-            let mut removed = revoked;
+            let mut removed = false;
             for question in zone.questions() {
                 let Some(tag) =
                     zone.tag(&key_input_with_headers(&question, key.as_bytes(), &passed))

@@ -1,5 +1,6 @@
-//! `identity_sealed_revoke`: a content handler that revokes the sealed cookie the request
-//! carries until its `exp`, on this gateway and (with `identity_cache_sync`) the fleet's.
+//! `identity_sealed_revoke name`: a content handler that revokes the sealed cookie `name`
+//! the request carries until its `exp`, on this gateway and (with `identity_cache_sync`)
+//! the fleet's.
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_discard_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
@@ -7,17 +8,26 @@ use ngx::ffi::{
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
-use crate::config::{ConfigError, IdentityConf};
+use crate::config::{ConfigError, IdentityConf, SealedCookie};
 use crate::module::{location_conf, main_conf, IdentityModule};
 use crate::ngx_codes::{rc, NGX_OK};
+use crate::parsers::{set_once, text};
 use crate::sealed_cookie::open_sealed;
 
 /// The directive: this location revokes; the revocation table exists.
 pub fn revoke_directive(
     cf: &mut ngx_conf_t,
-    _conf: &mut IdentityConf,
-    _a: &[ngx_str_t],
+    conf: &mut IdentityConf,
+    a: &[ngx_str_t],
 ) -> Result<(), ConfigError> {
+    let name = a[1].as_bytes();
+    if name.is_empty() {
+        return Err(ConfigError::InvalidValue(
+            text(&a[1]),
+            "it must be the sealed cookie's name",
+        ));
+    }
+    set_once(&mut conf.sealed_revoke, name.to_vec())?;
     let main = IdentityModule::main_conf_mut(cf).ok_or(ConfigError::NoMemory)?;
     if main.revocations.is_none() {
         main.revocations = Some(crate::revocations::add_zone(cf).ok_or(ConfigError::NoMemory)?);
@@ -28,13 +38,13 @@ pub fn revoke_directive(
     Ok(())
 }
 
-/// Revokes the request's sealed cookie (with the location's `identity_sealed` settings),
-/// if it opens: whether it was revoked.
-pub fn revoke_request_cookie(r: &ngx_http_request_t, conf: &IdentityConf) -> bool {
-    let Some(sealed) = conf.sealed_cookie() else {
-        return false;
+/// Revokes the request's sealed cookie `name`, if it opens: whether it was revoked.
+fn revoke_request_cookie(r: &ngx_http_request_t, name: &[u8]) -> bool {
+    let cookie = SealedCookie {
+        name: name.to_vec(),
+        max_age: None,
     };
-    let Ok(opened) = open_sealed(r, sealed) else {
+    let Ok(opened) = open_sealed(r, &cookie) else {
         return false;
     };
     let Ok(exp) = u64::try_from(opened.times.exp) else {
@@ -53,7 +63,10 @@ extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
-    if !revoke_request_cookie(r, location_conf(r)) {
+    let Some(name) = location_conf(r).sealed_revoke.as_deref() else {
+        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
+    };
+    if !revoke_request_cookie(r, name) {
         return rc(HTTPStatus::NOT_FOUND);
     }
     r.headers_out.status = HTTPStatus::NO_CONTENT.into();

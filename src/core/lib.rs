@@ -16,6 +16,7 @@ pub mod cache_entry;
 pub mod cache_policy;
 pub mod claims;
 pub mod decision;
+pub mod fleet;
 pub mod header;
 pub mod metrics_text;
 pub mod sealed;
