@@ -233,7 +233,7 @@ pub fn resolve(cf: &mut ngx_conf_t) -> Result<(), String> {
             .map(|z| *z as *const _ as *mut ngx::ffi::ngx_shm_zone_t);
         let zone = shm.and_then(crate::config::zone_of).ok_or_else(|| {
             format!(
-                "\"identity_cache_sync\" zone \"{}\" is not declared by identity_cache_zone in {}",
+                "\"identity_cache_sync\" zone \"{}\" (at {}) is not declared by identity_cache_zone",
                 sync.zone_name, sync.place
             )
         })?;
