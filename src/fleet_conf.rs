@@ -165,7 +165,7 @@ fn parse(
 }
 
 /// `file:line` of the directive being parsed.
-fn place(cf: &ngx_conf_t) -> String {
+pub fn place(cf: &ngx_conf_t) -> String {
     // SAFETY: conf_file is live while parsing.
     match unsafe { cf.conf_file.as_ref() } {
         Some(f) => format!("{}:{}", text(&f.file.name), f.line),
@@ -218,6 +218,11 @@ pub fn resolve(cf: &mut ngx_conf_t) -> Result<(), String> {
     };
     if main.syncs.is_empty() && main.revocations.is_none() {
         return Ok(());
+    }
+    if let (None, Some(at)) = (&main.keyring, main.revoke_places.first()) {
+        return Err(format!(
+            "\"identity_sealed_revoke\" (at {at}) needs \"identity_sealed_keys\" to open the cookies it revokes"
+        ));
     }
     let key = match &main.fleet_secret {
         Some(Some(bytes)) => FleetKey::from_secret(bytes).map_err(|e| e.to_string())?,

@@ -38,6 +38,9 @@ pub struct MainConf {
     pub fleet_key: Option<identity_core::fleet::FleetKey>,
     /// The revoked sealed cookies' zone (`identity_cache_sync`, `identity_sealed_revoke`).
     pub revocations: Option<crate::config::ZoneRef>,
+    /// Where `identity_sealed_revoke` appears (file:line), checked against
+    /// `identity_sealed_keys` once the http block is read.
+    pub revoke_places: Vec<String>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -90,6 +93,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     fleet_secret: None,
     fleet_key: None,
     revocations: None,
+    revoke_places: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.

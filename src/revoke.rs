@@ -29,6 +29,7 @@ pub fn revoke_directive(
     }
     set_once(&mut conf.sealed_revoke, name.to_vec())?;
     let main = IdentityModule::main_conf_mut(cf).ok_or(ConfigError::NoMemory)?;
+    main.revoke_places.push(crate::fleet_conf::place(cf));
     if main.revocations.is_none() {
         main.revocations = Some(crate::revocations::add_zone(cf).ok_or(ConfigError::NoMemory)?);
     }

@@ -129,3 +129,12 @@ __DATA__
 --- must_die
 --- error_log
 invalid number of arguments in "identity_sealed_revoke" directive
+
+
+=== TEST 8: identity_sealed_revoke without identity_sealed_keys: nginx -t says so
+--- http_config
+--- config
+    location = /logout { identity_sealed_revoke session; }
+--- must_die
+--- error_log eval
+qr/"identity_sealed_revoke" \(at .*nginx.conf:\d+\) needs "identity_sealed_keys"/
