@@ -11,6 +11,7 @@ use ngx::ngx_log_error;
 use crate::fleet_conf::SyncConf;
 use crate::fleet_link::{publish, Outgoing};
 use crate::module::{cycle_main_conf, MainConf};
+use crate::revocations::RevokeError;
 
 fn now_secs() -> u64 {
     u64::try_from(ngx::ffi::ngx_time()).unwrap_or(0)
@@ -93,20 +94,12 @@ pub fn publish_purge(key: &FleetKey, sync_index: usize, digest: [u8; 32]) {
 }
 
 /// Revokes a sealed cookie until `exp`, here and (through every link) in the fleet.
-/// False if this gateway could not keep it.
-pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> bool {
+pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> Result<(), RevokeError> {
     let (Some(key), Some(zone)) = (main.fleet_key.as_ref(), main.revocations) else {
-        return false;
+        return Err(RevokeError::NoTable);
     };
     let digest = key.sealed_digest(cookie_value);
-    if let Err(e) = crate::revocations::revoke(zone, &digest, exp) {
-        ngx_log_error!(
-            NGX_LOG_WARN,
-            log(),
-            "identity: a sealed cookie's revocation was not kept: {e}"
-        );
-        return false;
-    }
+    crate::revocations::revoke(zone, &digest, exp)?;
     let member = key.encode(&Message::Revoke { digest, exp });
     for index in 0..main.syncs.len() {
         publish(
@@ -117,7 +110,7 @@ pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> bool {
             },
         );
     }
-    true
+    Ok(())
 }
 
 /// Whether this gateway holds a revocation of the sealed cookie `cookie_value`.

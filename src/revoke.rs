@@ -8,6 +8,11 @@ use ngx::ffi::{
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
+use ngx::ffi::NGX_LOG_ERR;
+use ngx::ngx_log_error;
+
+use crate::outcome::ConnectionLog;
+
 use crate::config::{ConfigError, IdentityConf, SealedCookie};
 use crate::module::{location_conf, main_conf, IdentityModule};
 use crate::ngx_codes::{rc, NGX_OK};
@@ -39,19 +44,30 @@ pub fn revoke_directive(
     Ok(())
 }
 
-/// Revokes the request's sealed cookie `name`, if it opens: whether it was revoked.
-fn revoke_request_cookie(r: &ngx_http_request_t, name: &[u8]) -> bool {
+/// Revokes the request's sealed cookie `name`: 204, 404 if none opens, 503 if this
+/// gateway could not keep the revocation (the logout must not look done).
+fn revoke_request_cookie(r: &ngx_http_request_t, name: &[u8]) -> HTTPStatus {
     let cookie = SealedCookie {
         name: name.to_vec(),
         max_age: None,
     };
     let Ok(opened) = open_sealed(r, &cookie) else {
-        return false;
+        return HTTPStatus::NOT_FOUND;
     };
     let Ok(exp) = u64::try_from(opened.times.exp) else {
-        return false;
+        return HTTPStatus::NOT_FOUND;
     };
-    crate::fleet::revoke_sealed(main_conf(r), &opened.cookie, exp)
+    match crate::fleet::revoke_sealed(main_conf(r), &opened.cookie, exp) {
+        Ok(()) => HTTPStatus::NO_CONTENT,
+        Err(e) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.connection_log(),
+                "identity: a sealed cookie's revocation was not kept: {e}"
+            );
+            HTTPStatus::SERVICE_UNAVAILABLE
+        }
+    }
 }
 
 extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -67,8 +83,9 @@ extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(name) = location_conf(r).sealed_revoke.as_deref() else {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     };
-    if !revoke_request_cookie(r, name) {
-        return rc(HTTPStatus::NOT_FOUND);
+    let status = revoke_request_cookie(r, name);
+    if status != HTTPStatus::NO_CONTENT {
+        return rc(status);
     }
     r.headers_out.status = HTTPStatus::NO_CONTENT.into();
     r.headers_out.content_length_n = 0;
