@@ -21,3 +21,4 @@ pub mod header;
 pub mod metrics_text;
 pub mod sealed;
 pub mod uri;
+pub mod resp;
