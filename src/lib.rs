@@ -41,6 +41,7 @@ mod parsers;
 mod pool;
 mod protected_names;
 mod purge;
+mod redis_conn;
 mod relay;
 mod request_ctx;
 mod require;

@@ -137,7 +137,7 @@ pub static mut ngx_http_identity_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of!(MODULE_CTX) as _,
     commands: ptr::addr_of_mut!(crate::directives::COMMANDS) as *mut ngx_command_t,
     type_: NGX_HTTP_MODULE as _,
-    init_process: Some(crate::metrics::init_process),
+    init_process: Some(crate::fleet_link::init_process),
     ..ngx_module_t::default()
 };
 
