@@ -294,6 +294,7 @@ async fn publisher(index: usize) {
     let Some(sync) = sync_conf(index) else { return };
     let mut backoff = Backoff::default();
     let mut conn: Option<RedisConn> = None;
+    let mut failing = false;
     while let Some(out) = queued(index).await {
         if exiting() {
             break;
@@ -302,16 +303,21 @@ async fn publisher(index: usize) {
         if let Err(e) = sent {
             conn = None;
             requeue(index, out);
-            ngx_log_error!(
-                NGX_LOG_WARN,
-                log(),
-                "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
-                sync.zone_name
-            );
+            // Once per streak of failures, not once per retry.
+            if !failing {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log(),
+                    "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
+                    sync.zone_name
+                );
+            }
+            failing = true;
             ngx::async_::sleep(backoff.next_delay()).await;
             continue;
         }
         backoff.reset();
+        failing = false;
         // A connection is kept for a batch only: an idle one is closed, not left to a
         // server timeout.
         if queue_is_empty(index) {
