@@ -73,7 +73,9 @@ impl CacheZone {
         let now = now_secs();
         z.expire_some();
         let mut node = z.find(tag);
-        let ttl = ttl.filter(|_| z.is_newest(node, call));
+        let ttl = ttl
+            .filter(|_| z.is_newest(node, call))
+            .map(|ttl| z.offline_cap(ttl));
         let Some(ttl) = ttl else {
             // SAFETY: the lock is held; node is live or null.
             if let Some(n) = unsafe { node.as_mut() } {

@@ -58,10 +58,13 @@ pub struct CacheZone {
     /// through this zone, registered at configuration time, so a purge can remove a
     /// credential's entry for each of them.
     pub(crate) questions: RefCell<Vec<Vec<u8>>>,
+    /// `identity_cache_sync`: set at configuration time for a synced zone.
+    pub(crate) fleet: OnceCell<crate::fleet_conf::ZoneFleet>,
 }
 
-/// "IDZ2": a header this code wrote (with call numbers; an "IDZ1" header is rebuilt).
-const MAGIC: u32 = 0x325a_4449;
+/// "IDZ3": a header this code wrote (with call numbers and the fleet link's lease; an
+/// older header is rebuilt).
+const MAGIC: u32 = 0x335a_4449;
 
 #[repr(C)]
 pub(crate) struct Zone {
@@ -79,6 +82,10 @@ pub(crate) struct Zone {
     /// Calls numbered up to this may not store: they began before the last purge (a
     /// logout) or before the zone was rebuilt.
     pub(crate) barrier: u64,
+    /// `identity_cache_sync`: the zone's Redis link was last seen up until this instant
+    /// (nginx's millisecond clock). A lease, renewed every second by the subscribing
+    /// worker: a rebuilt header, a dead subscriber or a lost link all read as offline.
+    pub(crate) online_until_ms: u64,
 }
 
 #[repr(C)]
@@ -121,6 +128,7 @@ impl CacheZone {
             hasher: OnceCell::new(),
             secret: OnceCell::new(),
             questions: RefCell::new(Vec::new()),
+            fleet: OnceCell::new(),
         }
     }
 
@@ -330,6 +338,7 @@ unsafe fn new_zone(
         last_full_warning: 0,
         seq,
         barrier: seq,
+        online_until_ms: 0,
     };
     // SAFETY: zone is a fresh allocation of a Zone's size, ours alone until published.
     unsafe {

@@ -103,6 +103,10 @@ pub struct KeyDef {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ZoneRef(pub *mut ngx_shm_zone_t);
 
+// SAFETY: nginx's record of a zone, set while the configuration is parsed and only read
+// afterwards, by the one thread of each nginx process.
+unsafe impl Sync for ZoneRef {}
+
 /// `identity_cache`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum CacheSetting {

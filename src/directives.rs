@@ -89,6 +89,9 @@ identity_directives! {
         /// `identity_assertion header [audience=] [issuer=] [ttl=] [claims=] | off`.
         assertion: Assertion => "identity_assertion", ANY, NGX_CONF_1MORE,
             p::assertion, inherit = Assertion::Off;
+        /// `identity_sealed_revoke name`: this location revokes the sealed cookie `name`.
+        sealed_revoke: Vec<u8> => "identity_sealed_revoke", LOC, NGX_CONF_TAKE1,
+            crate::revoke::revoke_directive, this_level;
         /// `identity_jwks`: this location answers with the assertion keys' JWKS.
         jwks: bool => "identity_jwks", LOC, NGX_CONF_NOARGS, p::jwks, this_level;
     }
@@ -118,6 +121,8 @@ identity_directives! {
             NGX_HTTP_MAIN_CONF_OFFSET;
         "identity_assertion_key", MAIN, NGX_CONF_TAKE1,
             crate::assertion_keys::set_assertion_key, NGX_HTTP_MAIN_CONF_OFFSET;
+        "identity_cache_sync", MAIN, ngx::ffi::NGX_CONF_2MORE,
+            crate::fleet_conf::set_cache_sync, NGX_HTTP_MAIN_CONF_OFFSET;
     }
 }
 

@@ -1,19 +1,124 @@
-//! What a zone's Redis link does to the gateway: messages from the fleet remove entries
-//! or revoke sealed cookies; the link's state decides how long new entries are kept.
-//! The link itself (connections, tasks) is fleet_link.rs; the settings fleet_conf.rs.
+//! What a zone's Redis link does to the gateway, and what the gateway tells the fleet:
+//! messages from the fleet remove entries or revoke sealed cookies; the link's state
+//! decides how long new entries are kept; purges and revocations made here are
+//! published. The link itself (connections, tasks) is fleet_link.rs; the settings
+//! fleet_conf.rs.
+
+use identity_core::fleet::{FleetKey, Message};
+use ngx::ffi::{NGX_LOG_INFO, NGX_LOG_WARN};
+use ngx::ngx_log_error;
 
 use crate::fleet_conf::SyncConf;
+use crate::fleet_link::{publish, Outgoing};
+use crate::module::{cycle_main_conf, MainConf};
+use crate::revocations::RevokeError;
+
+fn now_secs() -> u64 {
+    u64::try_from(ngx::ffi::ngx_time()).unwrap_or(0)
+}
+
+fn log() -> *mut ngx::ffi::ngx_log_t {
+    ngx::log::ngx_cycle_log().as_ptr()
+}
 
 /// A message arrived on the zone's channel (or was loaded from the revocation set).
-pub fn on_message(_sync: &SyncConf, _payload: &[u8]) {}
+/// Removal is its only possible effect: an entry goes, or a sealed cookie is refused
+/// sooner; a message that does not decode (or, in a keyed fleet, is not authenticated)
+/// is ignored.
+pub fn on_message(sync: &SyncConf, payload: &[u8]) {
+    let Some(main) = cycle_main_conf() else {
+        return;
+    };
+    let Some(key) = main.fleet_key.as_ref() else {
+        return;
+    };
+    match key.decode(payload, now_secs()) {
+        Ok(Message::Purge { digest }) => {
+            if let Some(zone) = sync.cache_zone() {
+                zone.purge_digest(&digest);
+            }
+        }
+        Ok(Message::Revoke { digest, exp }) => revoke_here(main, &digest, exp),
+        Err(reason) => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log(),
+                "identity: ignored a message on channel \"{}\": {reason}",
+                sync.channel
+            );
+        }
+    }
+}
 
 /// The subscription is confirmed and the revocations loaded: purges missed while the
 /// link was down may have left stale entries, so everything stored before now expires.
-pub fn on_link_up(_sync: &SyncConf) {}
+pub fn on_link_up(sync: &SyncConf) {
+    if let Some(zone) = sync.cache_zone() {
+        zone.expire_all();
+        zone.renew_lease();
+    }
+}
 
-/// A PONG arrived: the link is still up (restates the zone's `online` mark, which a
-/// rebuilt zone loses).
-pub fn on_link_alive(_sync: &SyncConf) {}
+/// A PONG arrived: the link is still up.
+pub fn on_link_alive(sync: &SyncConf) {
+    if let Some(zone) = sync.cache_zone() {
+        zone.renew_lease();
+    }
+}
 
 /// The link is lost: new entries are kept at most `offline=` until it is back.
-pub fn on_link_down(_sync: &SyncConf) {}
+pub fn on_link_down(sync: &SyncConf) {
+    if let Some(zone) = sync.cache_zone() {
+        zone.end_lease();
+    }
+}
+
+/// Revokes a sealed cookie's digest in this gateway's table.
+fn revoke_here(main: &MainConf, digest: &[u8; 32], exp: u64) {
+    let Some(zone) = main.revocations else { return };
+    if let Err(e) = crate::revocations::revoke(zone, digest, exp) {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log(),
+            "identity: a sealed cookie's revocation was not kept: {e}"
+        );
+    }
+}
+
+/// A purge on this gateway of a synced zone: the fleet removes the same entries.
+pub fn publish_purge(key: &FleetKey, sync_index: usize, digest: [u8; 32]) {
+    publish(
+        sync_index,
+        Outgoing::Purge(key.encode(&Message::Purge { digest })),
+    );
+}
+
+/// Revokes a sealed cookie until `exp`, here and (through every link) in the fleet.
+pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> Result<(), RevokeError> {
+    let (Some(key), Some(zone)) = (main.fleet_key.as_ref(), main.revocations) else {
+        return Err(RevokeError::NoTable);
+    };
+    let digest = key.sealed_digest(cookie_value);
+    crate::revocations::revoke(zone, &digest, exp)?;
+    let member = key.encode(&Message::Revoke { digest, exp });
+    for index in 0..main.syncs.len() {
+        publish(
+            index,
+            Outgoing::Revoke {
+                member: member.clone(),
+                exp,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Whether this gateway holds a revocation of the sealed cookie `cookie_value`.
+pub fn is_revoked(main: &MainConf, cookie_value: &[u8]) -> bool {
+    match (main.fleet_key.as_ref(), main.revocations) {
+        (Some(key), Some(zone)) => {
+            crate::revocations::is_revoked(zone, &key.sealed_digest(cookie_value))
+        }
+        _ => false,
+    }
+}

@@ -17,7 +17,6 @@ use ngx::ffi::{
 use ngx::http::HTTPStatus;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use crate::cache_entry::key_input_with_headers;
 use crate::cache_flow::{consult_cache, fetch, finish};
 use crate::client_headers;
 use crate::config::IdentityConf;
@@ -324,14 +323,14 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
 
     if let Some(sealed) = conf.sealed_cookie() {
         match open_sealed(r, sealed) {
-            Ok((identity, claims)) => {
+            Ok(opened) => {
                 *ctx.answer.write() = Answer {
                     status: 200,
-                    body: identity,
+                    body: opened.identity,
                     ..Answer::default()
                 };
                 // The spans point into the same bytes, now the answer's body.
-                let _ = ctx.claims.set(Ok(claims));
+                let _ = ctx.claims.set(Ok(opened.claims));
                 ctx.sealed.set(true);
                 return finish(r, conf, ctx);
             }
@@ -340,7 +339,9 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
                     r.connection_log(),
                     "identity: sealed cookie not used: {reason}"
                 );
-                if headers_in::has_cookie(r, &sealed.name) {
+                if reason == crate::sealed::OpenError::Revoked {
+                    ctx.cause.set(Some(Reason::Revoked));
+                } else if headers_in::has_cookie(r, &sealed.name) {
                     ctx.cause.set(Some(Reason::SealedInvalid));
                 }
                 if conf.enabled().is_none() {
@@ -370,8 +371,7 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             .iter()
             .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
             .collect();
-        let input = key_input_with_headers(&conf.question, key.as_bytes(), &passed);
-        if let Some(tag) = zone.tag(&input) {
+        if let Some(tag) = zone.entry_tag(&conf.question, key.as_bytes(), &passed) {
             let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,

@@ -31,6 +31,16 @@ pub struct MainConf {
     pub answer_headers: Vec<Vec<u8>>,
     /// `identity_cache_sync`: one Redis link per synced zone.
     pub syncs: Vec<crate::fleet_conf::SyncConf>,
+    /// The `secret=` of the synced zones (the same for all; `Some(None)`: none given).
+    pub fleet_secret: Option<Option<Vec<u8>>>,
+    /// The fleet's digests and message tags, set at postconfiguration when anything
+    /// syncs or revokes.
+    pub fleet_key: Option<identity_core::fleet::FleetKey>,
+    /// The revoked sealed cookies' zone (`identity_cache_sync`, `identity_sealed_revoke`).
+    pub revocations: Option<crate::config::ZoneRef>,
+    /// Where `identity_sealed_revoke` appears (file:line), checked against
+    /// `identity_sealed_keys` once the http block is read.
+    pub revoke_places: Vec<String>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -80,6 +90,10 @@ static NO_MAIN_CONF: MainConf = MainConf {
     assertion_keys: None,
     answer_headers: Vec::new(),
     syncs: Vec::new(),
+    fleet_secret: None,
+    fleet_key: None,
+    revocations: None,
+    revoke_places: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.
@@ -90,6 +104,13 @@ pub fn srv_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a SrvConf {
 /// This module's http-level configuration, for a request.
 pub fn main_conf<'a>(r: &ngx::ffi::ngx_http_request_t) -> &'a MainConf {
     IdentityModule::main_conf(r).unwrap_or(&NO_MAIN_CONF)
+}
+
+/// This module's http-level configuration, outside a request (the fleet's link).
+pub fn cycle_main_conf<'a>() -> Option<&'a MainConf> {
+    // SAFETY: ngx_cycle is the worker's live cycle, set before init_process.
+    let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref() }?;
+    IdentityModule::main_conf(cycle)
 }
 
 /// This module's http-level configuration, while parsing inside http{}.
@@ -116,7 +137,7 @@ pub static mut ngx_http_identity_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of!(MODULE_CTX) as _,
     commands: ptr::addr_of_mut!(crate::directives::COMMANDS) as *mut ngx_command_t,
     type_: NGX_HTTP_MODULE as _,
-    init_process: Some(crate::metrics::init_process),
+    init_process: Some(crate::fleet_link::init_process),
     ..ngx_module_t::default()
 };
 
@@ -249,6 +270,11 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
     }
     subrequest::install_body_filter();
+    // SAFETY: nginx passes the live configuration of the http block.
+    if let Err(reason) = crate::fleet_conf::resolve(unsafe { &mut *cf }) {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{reason}");
+        return NGX_ERROR;
+    }
     // SAFETY: nginx passes the live configuration of the http block.
     if let Err(reason) = answer_headers::collect_referenced(unsafe { &mut *cf }) {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "identity: {reason}");

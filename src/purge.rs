@@ -42,21 +42,37 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         .iter()
         .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
         .collect();
-    // An entry is keyed by question and credential: remove the credential's entry for
-    // every question (server{} and identity_request URI) asked through this zone, so a
-    // logout ends them all.
-    let mut removed = false;
-    for question in zone.questions() {
-        let Some(tag) = zone.tag(&key_input_with_headers(&question, key.as_bytes(), &passed))
-        else {
-            return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
-        };
-        removed |= zone.purge(&tag);
-    }
-    if !removed {
-        return rc(HTTPStatus::NOT_FOUND);
-    }
-    r.headers_out.status = HTTPStatus::NO_CONTENT.into();
+    let removed = match zone.fleet.get() {
+        // A synced zone: the fleet digest names the entries everywhere; it is published
+        // whether or not this gateway held one, since another may.
+        Some(fleet) => {
+            let digest = fleet.key.credential_digest(key.as_bytes(), &passed);
+            crate::fleet::publish_purge(&fleet.key, fleet.sync_index, digest);
+            zone.purge_digest(&digest)
+        }
+        // An entry is keyed by question and credential: remove the credential's entry
+        // for every question (server{} and identity_request URI) asked through this zone,
+        // so a logout ends them all.
+        None => {
+            let mut removed = false;
+            for question in zone.questions() {
+                let Some(tag) =
+                    zone.tag(&key_input_with_headers(&question, key.as_bytes(), &passed))
+                else {
+                    return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
+                };
+                removed |= zone.purge(&tag);
+            }
+            removed
+        }
+    };
+    let status = match (removed, zone.fleet.get().is_some()) {
+        (true, _) => HTTPStatus::NO_CONTENT,
+        // A synced zone: nothing here, but the fleet was told.
+        (false, true) => HTTPStatus::ACCEPTED,
+        (false, false) => return rc(HTTPStatus::NOT_FOUND),
+    };
+    r.headers_out.status = status.into();
     r.headers_out.content_length_n = 0;
     r.set_header_only(1);
     // SAFETY: r is live and its headers are set.

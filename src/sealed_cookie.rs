@@ -7,15 +7,23 @@ use crate::config::SealedCookie;
 use crate::header::cookie_value;
 use crate::headers_in;
 use crate::module::main_conf;
-use crate::sealed::{self, OpenError, Validity};
+use crate::sealed::{self, OpenError, Times, Validity};
+
+/// A sealed cookie that opened.
+pub struct Opened {
+    /// The cookie's value as sent (what a revocation names).
+    pub cookie: Vec<u8>,
+    pub identity: Vec<u8>,
+    pub claims: Claims,
+    pub times: Times,
+}
 
 /// Opens the request's sealed cookie. Every failure is one outcome for the client; the
-/// reason goes to the debug log only.
-pub fn open_sealed(
-    r: &ngx_http_request_t,
-    cookie: &SealedCookie,
-) -> Result<(Vec<u8>, Claims), OpenError> {
-    let Some(ring) = main_conf(r).keyring.as_ref() else {
+/// reason goes to the debug log only. A revoked cookie (`identity_sealed_revoke`, or the
+/// fleet's) does not open.
+pub fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Opened, OpenError> {
+    let main = main_conf(r);
+    let Some(ring) = main.keyring.as_ref() else {
         return Err(OpenError::UnknownKey);
     };
     let mut value = None;
@@ -32,6 +40,19 @@ pub fn open_sealed(
         now: ngx::ffi::ngx_time(),
         max_age: cookie.max_age,
     };
-    sealed::open_with_claims(ring, &cookie.name, &value, validity)
-        .inspect_err(|&e| crate::metrics::count_sealed_failure(e))
+    let opened = sealed::open_with_claims(ring, &cookie.name, &value, validity).and_then(
+        |(identity, claims)| {
+            let times = Times::read(&identity, &claims)?;
+            if crate::fleet::is_revoked(main, &value) {
+                return Err(OpenError::Revoked);
+            }
+            Ok(Opened {
+                cookie: value,
+                identity,
+                claims,
+                times,
+            })
+        },
+    );
+    opened.inspect_err(|&e| crate::metrics::count_sealed_failure(e))
 }

@@ -100,6 +100,8 @@ pub enum Reason {
     UnsafeValue,
     /// A sealed cookie was present but could not be opened (tampered, expired...).
     SealedInvalid,
+    /// A sealed cookie that opens was revoked (`identity_sealed_revoke`, or the fleet).
+    Revoked,
 }
 
 impl Reason {
@@ -117,6 +119,7 @@ impl Reason {
             Reason::InvalidBody => "invalid_body",
             Reason::UnsafeValue => "unsafe_value",
             Reason::SealedInvalid => "sealed_invalid",
+            Reason::Revoked => "revoked",
         }
     }
 

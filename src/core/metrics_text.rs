@@ -130,7 +130,7 @@ pub fn bucket_index(ms: u64) -> usize {
 
 /// The `reason` label of `nginx_identity_sealed_failures_total`: one per failure the
 /// debug log names.
-pub const SEALED_REASONS: [&str; 14] = [
+pub const SEALED_REASONS: [&str; 15] = [
     "too_long",
     "base64",
     "truncated",
@@ -145,6 +145,7 @@ pub const SEALED_REASONS: [&str; 14] = [
     "expired",
     "not_yet_valid",
     "too_old",
+    "revoked",
 ];
 
 pub fn sealed_reason_index(e: OpenError) -> usize {
@@ -163,6 +164,7 @@ pub fn sealed_reason_index(e: OpenError) -> usize {
         OpenError::Expired => 11,
         OpenError::NotYetValid => 12,
         OpenError::TooOld => 13,
+        OpenError::Revoked => 14,
     }
 }
 

@@ -73,4 +73,7 @@ pub enum OpenError {
     NotYetValid,
     #[error("older than max_age")]
     TooOld,
+    /// Refused by the gateway (`identity_sealed_revoke`), not by the cookie itself.
+    #[error("revoked")]
+    Revoked,
 }
