@@ -8,7 +8,8 @@ pkgs=(nginx nginx-dev libclang-dev clang libpcre2-dev libssl-dev zlib1g-dev
       libnginx-mod-http-echo libnginx-mod-http-lua wrk curl perl make
       liblist-moreutils-perl libtext-diff-perl libtest-longstring-perl
       libtest-base-perl liburi-perl libhttp-message-perl libwww-perl
-      python3-cryptography python3-jwt python3-pip dpkg-dev valgrind)
+      python3-cryptography python3-jwt python3-pip dpkg-dev valgrind
+      redis-server redis-tools)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -18,8 +19,39 @@ done
 export DEBIAN_FRONTEND=noninteractive
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
+  # redis-server's postinst starts a Redis on 6379; the fleet tests start their own, on
+  # free ports. Where the machine has no policy-rc.d, a temporary one (exit 101: "action
+  # forbidden") keeps any package's service from starting during this install.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -e "$policy" ] && [ "$(cat "$policy")" = "$(printf '#!/bin/sh\nexit 101')" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+fi
+
+# No Redis service left running or enabled (the tests start and stop their own): the
+# package's unit is disabled and stopped where systemd runs, its SysV script otherwise.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  if systemctl is-enabled --quiet redis-server 2>/dev/null || systemctl is-active --quiet redis-server 2>/dev/null; then
+    echo "deps: disabling and stopping the redis-server service"
+    systemctl disable --now --quiet redis-server 2>/dev/null || true
+  fi
+elif [ -x /etc/init.d/redis-server ]; then
+  if ls /etc/rc[2-5].d/S*redis-server >/dev/null 2>&1; then
+    echo "deps: disabling the redis-server service"
+    update-rc.d redis-server disable >/dev/null 2>&1 || true
+  fi
+  if [ -s /run/redis/redis-server.pid ] && kill -0 "$(cat /run/redis/redis-server.pid)" 2>/dev/null; then
+    echo "deps: stopping the redis-server service"
+    /etc/init.d/redis-server stop >/dev/null 2>&1 || true
+  fi
 fi
 
 # Bookworm lacks libtest-nginx-perl; Debian's unstable suite has it (architecture all).
