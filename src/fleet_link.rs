@@ -319,9 +319,17 @@ async fn publisher(index: usize) {
     let Some(sync) = sync_conf(index) else { return };
     let mut backoff = Backoff::default();
     let mut conn: Option<RedisConn> = None;
+    // Logged once per change, as the subscriber does: a retry every few seconds while
+    // Redis is down is not news.
     let mut failing = false;
     while let Some(out) = queued(index).await {
-        yield_now().await;
+        // Without a connection the task may have been woken (or spawned) by a request's
+        // `publish`: its connect and send wait for the next round of the event loop.
+        // With one (a batch), it does not wait: an open connection must not sit unwatched
+        // in a posted event while a shutting-down worker checks for open sockets.
+        if conn.is_none() {
+            yield_now().await;
+        }
         if exiting() {
             requeue(index, out);
             break;
@@ -330,21 +338,27 @@ async fn publisher(index: usize) {
         if let Err(e) = sent {
             conn = None;
             requeue(index, out);
-            // Once per streak of failures, not once per retry.
-            if !failing {
+            if !core::mem::replace(&mut failing, true) {
                 ngx_log_error!(
                     NGX_LOG_WARN,
                     log(),
-                    "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
+                    "identity: could not publish to Redis for zone \"{}\" ({e}); queued, \
+                     retrying",
                     sync.zone_name
                 );
             }
-            failing = true;
             ngx::async_::sleep(backoff.next_delay()).await;
             continue;
         }
+        if core::mem::replace(&mut failing, false) {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log(),
+                "identity: publishing to Redis for zone \"{}\" again",
+                sync.zone_name
+            );
+        }
         backoff.reset();
-        failing = false;
         // A connection is kept for a batch only: an idle one is closed, not left to a
         // server timeout.
         if queue_is_empty(index) {
