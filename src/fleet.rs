@@ -13,10 +13,6 @@ use crate::fleet_link::{publish, Outgoing};
 use crate::module::{cycle_main_conf, MainConf};
 use crate::revocations::RevokeError;
 
-fn now_secs() -> u64 {
-    u64::try_from(ngx::ffi::ngx_time()).unwrap_or(0)
-}
-
 fn log() -> *mut ngx::ffi::ngx_log_t {
     ngx::log::ngx_cycle_log().as_ptr()
 }
@@ -32,7 +28,7 @@ pub fn on_message(sync: &SyncConf, payload: &[u8]) {
     let Some(key) = main.fleet_key.as_ref() else {
         return;
     };
-    match key.decode(payload, now_secs()) {
+    match key.decode(payload) {
         Ok(Message::Purge { digest }) => {
             if let Some(zone) = sync.cache_zone() {
                 zone.purge_digest(&digest);

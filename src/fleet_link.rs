@@ -83,8 +83,14 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(main) = cycle_main_conf() else {
         return NGX_OK;
     };
-    // SAFETY: a plain read of the worker's number, set before init_process.
-    if unsafe { ngx::ffi::ngx_worker } != 0 {
+    // SAFETY: plain reads of the process's kind and worker number, set before
+    // init_process.
+    let (process, worker) = unsafe { (ngx::ffi::ngx_process, ngx::ffi::ngx_worker) };
+    // The cache manager and loader run init_process too, with ngx_worker left at 0: they
+    // must not subscribe (one subscription per gateway).
+    let serves = process == ngx::ffi::NGX_PROCESS_WORKER as ngx::ffi::ngx_uint_t
+        || process == ngx::ffi::NGX_PROCESS_SINGLE as ngx::ffi::ngx_uint_t;
+    if !serves || worker != 0 {
         return NGX_OK;
     }
     for index in 0..main.syncs.len() {
@@ -93,11 +99,12 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     NGX_OK
 }
 
-/// Queues `out` for the fleet; returns at once.
+/// Queues `out` for the fleet; returns at once (the publisher's I/O runs later, off the
+/// request path).
 pub fn publish(index: usize, out: Outgoing) {
-    let start = PUBLISHERS.with(|publishers| {
+    let (start, waker) = PUBLISHERS.with(|publishers| {
         let Ok(mut publishers) = publishers.try_borrow_mut() else {
-            return false;
+            return (false, None);
         };
         if publishers.len() <= index {
             publishers.resize_with(index + 1, Publisher::default);
@@ -112,14 +119,32 @@ pub fn publish(index: usize, out: Outgoing) {
             );
         }
         p.queue.push_back(out);
-        if let Some(waker) = p.waker.take() {
-            waker.wake();
-        }
-        !core::mem::replace(&mut p.running, true)
+        (!core::mem::replace(&mut p.running, true), p.waker.take())
     });
+    // Both outside the borrow: a wake (and a spawn) runs the task at once, and the task
+    // reads the queue.
     if start {
         ngx::async_::spawn(publisher(index)).detach();
     }
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Lets the event loop run once before going on: the publisher's task is woken (and
+/// spawned) from a request handler, whose request must not wait for its connect or send.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        // Woken while running: ngx::async_ posts it for the next round of the event loop.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// Logs the link's state when it changes.
@@ -294,24 +319,32 @@ async fn publisher(index: usize) {
     let Some(sync) = sync_conf(index) else { return };
     let mut backoff = Backoff::default();
     let mut conn: Option<RedisConn> = None;
+    let mut failing = false;
     while let Some(out) = queued(index).await {
+        yield_now().await;
         if exiting() {
+            requeue(index, out);
             break;
         }
         let sent = send(sync, &mut conn, &out).await;
         if let Err(e) = sent {
             conn = None;
             requeue(index, out);
-            ngx_log_error!(
-                NGX_LOG_WARN,
-                log(),
-                "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
-                sync.zone_name
-            );
+            // Once per streak of failures, not once per retry.
+            if !failing {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log(),
+                    "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
+                    sync.zone_name
+                );
+            }
+            failing = true;
             ngx::async_::sleep(backoff.next_delay()).await;
             continue;
         }
         backoff.reset();
+        failing = false;
         // A connection is kept for a batch only: an idle one is closed, not left to a
         // server timeout.
         if queue_is_empty(index) {

@@ -18,11 +18,15 @@ use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool,
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_handle_read_event,
     ngx_handle_write_event, ngx_peer_connection_t, ngx_pool_t, ngx_str_t, sockaddr, sockaddr_in,
-    sockaddr_in6, socklen_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
+    sockaddr_in6, socklen_t, NGX_AGAIN, NGX_OK,
 };
 
 /// How long connecting, and waiting for a command's reply, may take.
 pub const IO_TIMEOUT_MS: usize = 3000;
+
+/// The most unparsed bytes kept: a reply beyond this (a revocation load of more than a
+/// few hundred thousand entries, or a server that never ends a line) fails the link.
+const MAX_BUFFER: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -96,32 +100,34 @@ fn sock_addr(addr: &SocketAddr) -> (Box<SockAddr>, socklen_t) {
 extern "C" fn read_handler(ev: *mut ngx_event_t) {
     // SAFETY: nginx passes the connection's read event; its data is the connection, whose
     // data is the Wakers box of the RedisConn that owns it (cleared before it is freed).
-    unsafe {
+    let (read, write) = unsafe {
         let c = (*ev).data as *mut ngx_connection_t;
-        if let Some(w) = ((*c).data as *mut Wakers).as_mut() {
-            if let Some(waker) = w.read.take() {
-                waker.wake();
-            }
+        match ((*c).data as *mut Wakers).as_mut() {
+            None => (None, None),
             // nginx wants the connection closed (a worker shutting down): whatever the
             // task waits for, it must run, see `close` and drop the connection.
-            if (*c).close() != 0 {
-                if let Some(waker) = w.write.take() {
-                    waker.wake();
-                }
-            }
+            Some(w) if (*c).close() != 0 => (w.read.take(), w.write.take()),
+            Some(w) => (w.read.take(), None),
         }
+    };
+    // Woken only once the connection and the Wakers box are no longer touched here:
+    // a wake may run the task at once, and the task may drop (and free) both.
+    for waker in [read, write].into_iter().flatten() {
+        waker.wake();
     }
 }
 
 extern "C" fn write_handler(ev: *mut ngx_event_t) {
     // SAFETY: as in read_handler, for the write event.
-    unsafe {
+    let write = unsafe {
         let c = (*ev).data as *mut ngx_connection_t;
-        if let Some(w) = ((*c).data as *mut Wakers).as_mut() {
-            if let Some(waker) = w.write.take() {
-                waker.wake();
-            }
-        }
+        ((*c).data as *mut Wakers)
+            .as_mut()
+            .and_then(|w| w.write.take())
+    };
+    // As in read_handler: the wake may free the connection, so it comes last.
+    if let Some(waker) = write {
+        waker.wake();
     }
 }
 
@@ -309,7 +315,7 @@ impl RedisConn {
         let rev = unsafe { (*c).read };
         // SAFETY: as above.
         unsafe { ngx_add_timer(rev, timeout_ms) };
-        let result = poll_fn(|cx| loop {
+        let result = poll_fn(|cx| {
             let Ok(c) = self.connection() else {
                 return Poll::Ready(Err(LinkError::Closed));
             };
@@ -317,28 +323,39 @@ impl RedisConn {
             if unsafe { (*(*c).read).timedout() } != 0 {
                 return Poll::Ready(Ok(None));
             }
-            let mut chunk = [0u8; 4096];
-            // SAFETY: recv is set on every connection; chunk is writable for its length.
-            let n = unsafe { ((*c).recv.unwrap_unchecked())(c, chunk.as_mut_ptr(), chunk.len()) };
-            if n > 0 {
-                self.buffer.extend_from_slice(&chunk[..n as usize]);
-                match self.parsed() {
-                    Ok(Some(reply)) => return Poll::Ready(Ok(Some(reply))),
-                    Ok(None) => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
+            // Everything the socket holds is read before parsing: the parser starts from
+            // the beginning of the buffer each time, so parsing after every small read
+            // would make a long reply (a revocation load) quadratic.
+            let ended = loop {
+                let mut chunk = [0u8; 16384];
+                // SAFETY: recv is set on every connection; chunk is writable for its length.
+                let n =
+                    unsafe { ((*c).recv.unwrap_unchecked())(c, chunk.as_mut_ptr(), chunk.len()) };
+                if n > 0 {
+                    self.buffer.extend_from_slice(&chunk[..n as usize]);
+                    if self.buffer.len() > MAX_BUFFER {
+                        return Poll::Ready(Err(LinkError::Protocol(RespError::TooLarge)));
+                    }
+                    continue;
                 }
+                // 0: the peer closed; NGX_ERROR: the socket failed.
+                break n != NGX_AGAIN as isize;
+            };
+            // A reply that arrived whole before the peer closed still counts.
+            match self.parsed() {
+                Ok(Some(reply)) => return Poll::Ready(Ok(Some(reply))),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            if n == NGX_AGAIN as isize {
-                // SAFETY: as above.
-                if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
-                    return Poll::Ready(Err(LinkError::Closed));
-                }
-                self.wakers.read = Some(cx.waker().clone());
-                return Poll::Pending;
+            if ended {
+                return Poll::Ready(Err(LinkError::Closed));
             }
-            // 0: the peer closed; NGX_ERROR: the socket failed.
-            let _ = NGX_ERROR;
-            return Poll::Ready(Err(LinkError::Closed));
+            // SAFETY: as above.
+            if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
+                return Poll::Ready(Err(LinkError::Closed));
+            }
+            self.wakers.read = Some(cx.waker().clone());
+            Poll::Pending
         })
         .await;
         self.clear_timer(rev);
