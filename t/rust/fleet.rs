@@ -702,7 +702,11 @@ impl Gateway {
         let pid_file = self.prefix.join("logs/nginx.pid");
         let (port, business) = (self.port, self.business);
         let pid = eventually(SETTLE, &format!("nginx {} up", self.name), || {
-            let pid: u32 = std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()?;
+            let pid: u32 = std::fs::read_to_string(&pid_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
             [port, business]
                 .iter()
                 .all(|&p| TcpStream::connect(("127.0.0.1", p)).is_ok())
@@ -729,12 +733,21 @@ impl Gateway {
     /// Requests `session` until it is served from the cache (a link coming up expires what
     /// was stored before, so the first answers may be MISSes).
     fn warm(&self, session: &str) {
-        eventually(SETTLE, &format!("{session} served from cache on {}", self.name), || {
-            let r = self.get("/api/x", session);
-            assert_eq!(r.status, 200, "{session} on {}: {r:?}", self.name);
-            assert_eq!(r.body, format!("id={session}"), "{session} on {}", self.name);
-            (r.identity() == "HIT").then_some(())
-        });
+        eventually(
+            SETTLE,
+            &format!("{session} served from cache on {}", self.name),
+            || {
+                let r = self.get("/api/x", session);
+                assert_eq!(r.status, 200, "{session} on {}: {r:?}", self.name);
+                assert_eq!(
+                    r.body,
+                    format!("id={session}"),
+                    "{session} on {}",
+                    self.name
+                );
+                (r.identity() == "HIT").then_some(())
+            },
+        );
     }
 
     fn assert_hit(&self, session: &str) {
@@ -755,7 +768,10 @@ impl Gateway {
         let Some(master) = self.master_pid else {
             return Vec::new();
         };
-        let Ok(out) = Command::new("pgrep").args(["-P", &master.to_string()]).output() else {
+        let Ok(out) = Command::new("pgrep")
+            .args(["-P", &master.to_string()])
+            .output()
+        else {
             return Vec::new();
         };
         String::from_utf8_lossy(&out.stdout)
@@ -797,11 +813,17 @@ impl Drop for Gateway {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if alive() {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
         if std::thread::panicking() {
-            eprintln!("nginx {} kept for inspection: {}", self.name, self.prefix.display());
+            eprintln!(
+                "nginx {} kept for inspection: {}",
+                self.name,
+                self.prefix.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.prefix);
         }
@@ -905,7 +927,11 @@ fn link_loss_and_recovery() {
     redis.wait_subscribers("fleet-b", 3);
     for gw in &gws {
         gw.warm("b-old");
-        assert!(link_loss_lines(gw, redis.port).is_empty(), "{}", gw.error_log());
+        assert!(
+            link_loss_lines(gw, redis.port).is_empty(),
+            "{}",
+            gw.error_log()
+        );
     }
 
     redis.stop();
@@ -914,6 +940,9 @@ fn link_loss_and_recovery() {
             (!link_loss_lines(gw, redis.port).is_empty()).then_some(())
         });
     }
+    // A purge while the link is down: answered at once (requests never wait for Redis);
+    // its publication waits for the link, retried by one worker of gw1.
+    gws[0].purge("b-gone");
     // Several reconnect attempts fail meanwhile (100 ms doubling), and the link's lease
     // (3 s) has run out everywhere.
     std::thread::sleep(Duration::from_millis(3500));
@@ -921,14 +950,20 @@ fn link_loss_and_recovery() {
         gw.assert_hit("b-old");
         assert_eq!(users.calls(&gw.name, "b-old").len(), 1, "{}", gw.name);
         let lines = link_loss_lines(gw, redis.port);
-        assert_eq!(
-            lines.len(),
-            1,
+        // Once per state change: the subscription's loss, and on gw1 the publishing
+        // worker's, never once per retry.
+        let allowed = if gw.name == "gw1" { 2 } else { 1 };
+        assert!(
+            lines.len() <= allowed,
             "{}: the link's loss must be logged once, not per retry:\n{}",
             gw.name,
             lines.join("\n")
         );
     }
+    let loss_lines: Vec<usize> = gws
+        .iter()
+        .map(|gw| link_loss_lines(gw, redis.port).len())
+        .collect();
 
     // A new entry while offline is kept at most offline=2s, though valid says 300s.
     let gw2 = &gws[1];
@@ -976,11 +1011,11 @@ fn link_loss_and_recovery() {
     let purged = Instant::now();
     assert_refused_within(&users, &gws[1], "b-after", purged);
     assert_refused_within(&users, &gws[2], "b-after", purged);
-    for gw in &gws {
+    for (gw, lines) in gws.iter().zip(loss_lines) {
         assert_eq!(
             link_loss_lines(gw, redis.port).len(),
-            1,
-            "{}: one loss, one warning",
+            lines,
+            "{}: one loss, no more warnings",
             gw.name
         );
         gw.assert_no_crash();
@@ -1019,7 +1054,11 @@ fn sealed_revocation_reaches_the_fleet_and_new_gateways() {
     for gw in &gws {
         for (cookie, sub) in [(&carol, "carol"), (&dave, "dave")] {
             let r = gw.get("/sealed/x", cookie);
-            assert_eq!((r.status, r.body.as_str()), (200, &*format!("id={sub}")), "{r:?}");
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (200, &*format!("id={sub}")),
+                "{r:?}"
+            );
         }
     }
 
@@ -1054,10 +1093,14 @@ fn sealed_revocation_reaches_the_fleet_and_new_gateways() {
 
     let gw4 = fleet.start("gw4");
     redis.wait_subscribers("fleet-c", 4);
-    eventually(SETTLE, "a gateway started later refuses the revoked cookie", || {
-        let r = gw4.get("/sealed/x", &carol);
-        (r.status == 401 && r.reason() == "revoked").then_some(())
-    });
+    eventually(
+        SETTLE,
+        "a gateway started later refuses the revoked cookie",
+        || {
+            let r = gw4.get("/sealed/x", &carol);
+            (r.status == 401 && r.reason() == "revoked").then_some(())
+        },
+    );
     let r = gw4.get("/sealed/x", &dave);
     assert_eq!((r.status, r.body.as_str()), (200, "id=dave"), "{r:?}");
     for gw in gws.iter().chain([&gw4]) {
@@ -1073,7 +1116,9 @@ fn capture_purge(redis: &Redis, channel: &str, gw: &Gateway, session: &str) -> V
     gw.purge(session);
     let message = listener.next();
     assert!(
-        !message.windows(session.len()).any(|w| w == session.as_bytes()),
+        !message
+            .windows(session.len())
+            .any(|w| w == session.as_bytes()),
         "the published message carries the credential: {message:?}"
     );
     message
@@ -1109,9 +1154,11 @@ fn publish_all(
     }
     redis.publish(channel, barrier);
     for gw in gws {
-        eventually(SETTLE, &format!("{} reads the barrier message", gw.name), || {
-            (gw.get("/api/x", marker).identity() == "MISS").then_some(())
-        });
+        eventually(
+            SETTLE,
+            &format!("{} reads the barrier message", gw.name),
+            || (gw.get("/api/x", marker).identity() == "MISS").then_some(()),
+        );
     }
 }
 
@@ -1158,7 +1205,10 @@ fn forged_messages_change_nothing() {
     // A keyed fleet.
     let dir = unique_dir("secret");
     let secret = dir.join("fleet.key");
-    write_private(&secret, b"0123456789abcdef0123456789abcdef-fleet-test-secret");
+    write_private(
+        &secret,
+        b"0123456789abcdef0123456789abcdef-fleet-test-secret",
+    );
     let mut fleet = Fleet::new(&redis, &users, "fleet-k");
     fleet.secret = Some(secret);
     let gws = start_three(&fleet);
@@ -1216,11 +1266,15 @@ fn forged_messages_change_nothing() {
     redis.publish("fleet-k", &genuine);
     let sent = Instant::now();
     for gw in &gws {
-        eventually(PROPAGATION, "the replayed genuine purge removes k-alice", || {
-            let r = gw.get("/api/x", "k-alice");
-            assert!(sent.elapsed() < PROPAGATION * 2);
-            (r.identity() == "MISS").then_some(())
-        });
+        eventually(
+            PROPAGATION,
+            "the replayed genuine purge removes k-alice",
+            || {
+                let r = gw.get("/api/x", "k-alice");
+                assert!(sent.elapsed() < PROPAGATION * 2);
+                (r.identity() == "MISS").then_some(())
+            },
+        );
         gw.assert_no_crash();
     }
     let _ = std::fs::remove_dir_all(dir);
