@@ -14,6 +14,7 @@ use crate::config::{ConfigError, IdentityConf, SealedCookie};
 use crate::module::{location_conf, main_conf, IdentityModule};
 use crate::ngx_codes::rc;
 use crate::parsers::{set_once, text};
+use crate::sealed::Times;
 use crate::sealed_cookie::open_sealed;
 
 /// The directive: this location revokes; the revocation table exists.
@@ -51,7 +52,11 @@ fn revoke_request_cookie(r: &ngx_http_request_t, name: &[u8]) -> HTTPStatus {
     let Ok(opened) = open_sealed(r, &cookie) else {
         return HTTPStatus::NOT_FOUND;
     };
-    let Ok(exp) = u64::try_from(opened.times.exp) else {
+    // The opener checked the times already; only the revocation needs `exp` again.
+    let Some(exp) = Times::read(&opened.identity, &opened.claims)
+        .ok()
+        .and_then(|t| u64::try_from(t.exp).ok())
+    else {
         return HTTPStatus::NOT_FOUND;
     };
     match crate::fleet::revoke_sealed(main_conf(r), &opened.cookie, exp) {

@@ -7,7 +7,7 @@ use crate::config::SealedCookie;
 use crate::header::cookie_value;
 use crate::headers_in;
 use crate::module::main_conf;
-use crate::sealed::{self, OpenError, Times, Validity};
+use crate::sealed::{self, OpenError, Validity};
 
 /// A sealed cookie that opened.
 pub struct Opened {
@@ -15,7 +15,6 @@ pub struct Opened {
     pub cookie: Vec<u8>,
     pub identity: Vec<u8>,
     pub claims: Claims,
-    pub times: Times,
 }
 
 /// Opens the request's sealed cookie. Every failure is one outcome for the client; the
@@ -42,7 +41,6 @@ pub fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Open
     };
     let opened = sealed::open_with_claims(ring, &cookie.name, &value, validity).and_then(
         |(identity, claims)| {
-            let times = Times::read(&identity, &claims)?;
             if crate::fleet::is_revoked(main, &value) {
                 return Err(OpenError::Revoked);
             }
@@ -50,7 +48,6 @@ pub fn open_sealed(r: &ngx_http_request_t, cookie: &SealedCookie) -> Result<Open
                 cookie: value,
                 identity,
                 claims,
-                times,
             })
         },
     );
