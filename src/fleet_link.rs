@@ -6,8 +6,8 @@
 //!   `fleet::on_message` and renews the zone's lease (`fleet::on_link_alive`) on each
 //!   PONG of its once-a-second PING. A lost link is retried with a backoff.
 //! - One publisher per synced zone per worker, started by the first `publish`: it sends
-//!   what the worker queued (purges, revocations) on a connection it opens for the batch,
-//!   and retries what it could not send.
+//!   what the worker queued (purges, revocations) on a connection it keeps (closed when
+//!   Redis closes it or the worker shuts down), and retries what it could not send.
 
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
@@ -273,10 +273,11 @@ async fn load_revocations(sync: &SyncConf) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// Waits until the worker queued something for link `index`.
-async fn queued(index: usize) -> Option<Outgoing> {
+/// Waits until the worker queued something for link `index`, meanwhile dropping `conn`
+/// if it becomes unusable (closed by Redis, or by nginx in a worker shutting down).
+async fn queued(index: usize, conn: &mut Option<RedisConn>) -> Option<Outgoing> {
     poll_fn(|cx| {
-        PUBLISHERS.with(|publishers| {
+        let next = PUBLISHERS.with(|publishers| {
             let Ok(mut publishers) = publishers.try_borrow_mut() else {
                 return Poll::Ready(None);
             };
@@ -291,7 +292,15 @@ async fn queued(index: usize) -> Option<Outgoing> {
                     Poll::Pending
                 }
             }
-        })
+        });
+        if next.is_pending()
+            && conn
+                .as_mut()
+                .is_some_and(|c| c.poll_unusable(cx).is_ready())
+        {
+            *conn = None;
+        }
+        next
     })
     .await
 }
@@ -306,22 +315,22 @@ fn requeue(index: usize, out: Outgoing) {
     });
 }
 
-fn queue_is_empty(index: usize) -> bool {
-    PUBLISHERS.with(|publishers| {
-        publishers
-            .try_borrow()
-            .map(|p| p.get(index).is_none_or(|p| p.queue.is_empty()))
-            .unwrap_or(true)
-    })
-}
-
 async fn publisher(index: usize) {
     let Some(sync) = sync_conf(index) else { return };
     let mut backoff = Backoff::default();
     let mut conn: Option<RedisConn> = None;
+    // Logged once per change, as the subscriber does: a retry every few seconds while
+    // Redis is down is not news.
     let mut failing = false;
-    while let Some(out) = queued(index).await {
-        yield_now().await;
+    while let Some(out) = queued(index, &mut conn).await {
+        // Woken (or spawned) by a request's `publish`, the task runs inside that request's
+        // handler. Without a connection, its connect waits for the next round of the event
+        // loop. With one, the send (a write that never blocks) goes at once: an open
+        // connection must not sit unwatched in a posted event while a shutting-down worker
+        // checks for open sockets.
+        if conn.is_none() {
+            yield_now().await;
+        }
         if exiting() {
             requeue(index, out);
             break;
@@ -330,26 +339,27 @@ async fn publisher(index: usize) {
         if let Err(e) = sent {
             conn = None;
             requeue(index, out);
-            // Once per streak of failures, not once per retry.
-            if !failing {
+            if !core::mem::replace(&mut failing, true) {
                 ngx_log_error!(
                     NGX_LOG_WARN,
                     log(),
-                    "identity: could not publish to Redis for zone \"{}\" ({e}); will retry",
+                    "identity: could not publish to Redis for zone \"{}\" ({e}); queued, \
+                     retrying",
                     sync.zone_name
                 );
             }
-            failing = true;
             ngx::async_::sleep(backoff.next_delay()).await;
             continue;
         }
-        backoff.reset();
-        failing = false;
-        // A connection is kept for a batch only: an idle one is closed, not left to a
-        // server timeout.
-        if queue_is_empty(index) {
-            conn = None;
+        if core::mem::replace(&mut failing, false) {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log(),
+                "identity: publishing to Redis for zone \"{}\" again",
+                sync.zone_name
+            );
         }
+        backoff.reset();
     }
     PUBLISHERS.with(|publishers| {
         if let Ok(mut publishers) = publishers.try_borrow_mut() {

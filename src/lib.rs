@@ -21,6 +21,7 @@ mod cache_nodes;
 mod cache_zone;
 mod client_headers;
 mod config;
+mod content;
 #[macro_use]
 mod declare;
 mod directives;

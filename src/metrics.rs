@@ -22,8 +22,8 @@ use identity_core::metrics_text::{
     self as text, Snapshot, BUCKET_COUNT, RESULTS, SEALED_REASONS, STATUSES, ZONE_COUNTERS,
 };
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle_t, ngx_http_request_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_calloc, ngx_slab_pool_t, ngx_str_t,
+    ngx_conf_t, ngx_cycle_t, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc,
+    ngx_slab_pool_t,
 };
 
 use crate::decision::IdentityStatus;
@@ -88,24 +88,9 @@ fn add(counter: &AtomicU64) {
 
 /// `identity_metrics` seen in the configuration: makes sure the zone exists.
 pub fn add_zone(cf: &mut ngx_conf_t) -> Result<(), ()> {
-    let mut name = ngx_str_t {
-        len: ZONE_NAME.len(),
-        data: ZONE_NAME.as_ptr() as *mut u8,
-    };
-    // SAFETY: cf is live; the tag is this module; nginx copies nothing but the pointer
-    // of name, which is a 'static string.
-    let shm = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut name,
-            ZONE_SIZE,
-            module() as *const _ as *mut c_void,
-        )
-    };
-    // SAFETY: a non-null result is nginx's zone entry.
-    let shm = unsafe { shm.as_mut() }.ok_or(())?;
-    shm.init = Some(init_zone);
-    Ok(())
+    crate::module::add_module_zone(cf, ZONE_NAME, ZONE_SIZE, Some(init_zone))
+        .map(|_| ())
+        .ok_or(())
 }
 
 /// The zone's init callback, in the master before workers fork: a reused zone keeps a

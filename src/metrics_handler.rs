@@ -5,9 +5,8 @@ use core::ptr;
 
 use identity_core::metrics_text::{self as text, ZoneSnapshot};
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_conf_t, ngx_create_temp_buf, ngx_http_discard_request_body,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_str_t,
-    NGX_HTTP_GET, NGX_HTTP_HEAD,
+    ngx_buf_t, ngx_chain_t, ngx_conf_t, ngx_create_temp_buf, ngx_http_output_filter,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_str_t,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule};
 
@@ -30,15 +29,10 @@ pub fn metrics_directive(
 }
 
 extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx calls content handlers with a live request.
-    let r = unsafe { &mut *r };
-    if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
-        return rc(HTTPStatus::NOT_ALLOWED);
-    }
-    // SAFETY: r is live; the body is not needed.
-    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
-    }
+    let r = match crate::content::start(r, crate::content::READS) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let Some(mut snapshot) = metrics::snapshot() else {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     };

@@ -147,6 +147,29 @@ pub fn module() -> &'static ngx_module_t {
     unsafe { &*ptr::addr_of!(ngx_http_identity_module) }
 }
 
+/// Makes sure the module's own shared zone `name` (one no `identity_cache_zone` can have)
+/// exists with `size` bytes and `init` as its init callback; nginx's entry for it.
+pub fn add_module_zone(
+    cf: &mut ngx_conf_t,
+    name: &'static str,
+    size: usize,
+    init: ngx::ffi::ngx_shm_zone_init_pt,
+) -> Option<*mut ngx::ffi::ngx_shm_zone_t> {
+    let mut name = ngx::ffi::ngx_str_t {
+        len: name.len(),
+        data: name.as_ptr() as *mut u8,
+    };
+    // SAFETY: cf is live; the tag is this module; nginx keeps only the pointer of name,
+    // which is a 'static string.
+    let shm = unsafe {
+        ngx::ffi::ngx_shared_memory_add(cf, &mut name, size, module() as *const _ as *mut c_void)
+    };
+    // SAFETY: a non-null result is nginx's zone entry.
+    let zone = unsafe { shm.as_mut() }?;
+    zone.init = init;
+    Some(shm)
+}
+
 /// Allocates `value` in nginx's pool `pool` with a cleanup that drops it with the pool.
 pub fn allocate_in_pool<T>(pool: *mut ngx::ffi::ngx_pool_t, value: T) -> *mut c_void {
     // SAFETY: pool is a live nginx pool; a cleanup entry with no data of its own.

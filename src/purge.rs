@@ -1,10 +1,7 @@
 //! `identity_cache_purge zone`: a content handler that removes the entry of the
 //! credential the request carries (its `identity_key`), e.g. when the user logs out.
 
-use ngx::ffi::{
-    ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_request_t,
-    ngx_http_send_header, ngx_int_t, ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
-};
+use ngx::ffi::{ngx_http_complex_value, ngx_http_request_t, ngx_int_t, ngx_str_t};
 use ngx::http::HTTPStatus;
 
 use crate::cache_entry::key_input_with_headers;
@@ -14,15 +11,10 @@ use crate::module::location_conf;
 use crate::ngx_codes::{rc, NGX_OK};
 
 pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx calls content handlers with a live request.
-    let r = unsafe { &mut *r };
-    if r.method & (NGX_HTTP_DELETE | NGX_HTTP_POST) as usize == 0 {
-        return rc(HTTPStatus::NOT_ALLOWED);
-    }
-    // SAFETY: r is live; the body is not needed.
-    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
-    }
+    let r = match crate::content::start(r, crate::content::REMOVES) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let conf = location_conf(r);
     let Some(zone) = zone_of(conf.purge_zone) else {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
@@ -72,9 +64,5 @@ pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         (false, true) => HTTPStatus::ACCEPTED,
         (false, false) => return rc(HTTPStatus::NOT_FOUND),
     };
-    r.headers_out.status = status.into();
-    r.headers_out.content_length_n = 0;
-    r.set_header_only(1);
-    // SAFETY: r is live and its headers are set.
-    unsafe { ngx_http_send_header(r) }
+    crate::content::send_empty(r, status)
 }

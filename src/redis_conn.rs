@@ -9,7 +9,7 @@
 use core::ffi::c_void;
 use core::future::poll_fn;
 use core::ptr;
-use core::task::{Poll, Waker};
+use core::task::{Context, Poll, Waker};
 use std::net::SocketAddr;
 
 use identity_core::resp::{self, Reply, RespError};
@@ -367,6 +367,28 @@ impl RedisConn {
         self.reply_within(IO_TIMEOUT_MS)
             .await?
             .ok_or(LinkError::Timeout)
+    }
+
+    /// For a connection kept unused between commands: `Ready` once it is of no more use
+    /// (the server closed it or sent something unasked, the socket failed, or nginx wants
+    /// it closed), otherwise `Pending`, the task woken when that changes. No timer: an
+    /// unused connection keeps nothing waiting.
+    pub fn poll_unusable(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(c) = self.connection() else {
+            return Poll::Ready(());
+        };
+        let mut byte = [0u8; 1];
+        // SAFETY: recv is set on every connection; byte is writable for its length.
+        let n = unsafe { ((*c).recv.unwrap_unchecked())(c, byte.as_mut_ptr(), byte.len()) };
+        if n != NGX_AGAIN as isize {
+            return Poll::Ready(());
+        }
+        // SAFETY: the connection's read event, live with it.
+        if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
+            return Poll::Ready(());
+        }
+        self.wakers.read = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     fn parsed(&mut self) -> Result<Option<Reply>, LinkError> {

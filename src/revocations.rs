@@ -20,12 +20,11 @@ use core::ptr;
 use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock,
-    ngx_slab_calloc, ngx_slab_pool_t, ngx_str_t,
+    ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_calloc,
+    ngx_slab_pool_t,
 };
 
 use crate::config::ZoneRef;
-use crate::module::module;
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
 /// Not a name an `identity_cache_zone` can have (those stop at the first colon); the
@@ -61,23 +60,7 @@ pub enum RevokeError {
 
 /// Makes sure the zone exists (`identity_cache_sync`, `identity_sealed_revoke`).
 pub fn add_zone(cf: &mut ngx_conf_t) -> Option<ZoneRef> {
-    let mut name = ngx_str_t {
-        len: ZONE_NAME.len(),
-        data: ZONE_NAME.as_ptr() as *mut u8,
-    };
-    // SAFETY: cf is live; the tag is this module; name is a 'static string.
-    let shm = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut name,
-            ZONE_SIZE,
-            module() as *const _ as *mut c_void,
-        )
-    };
-    // SAFETY: a non-null result is nginx's zone entry.
-    let zone = unsafe { shm.as_mut() }?;
-    zone.init = Some(init_zone);
-    Some(ZoneRef(shm))
+    crate::module::add_module_zone(cf, ZONE_NAME, ZONE_SIZE, Some(init_zone)).map(ZoneRef)
 }
 
 /// In the master before workers fork: a reused zone keeps its table (revocations stay in

@@ -2,10 +2,7 @@
 //! the request carries until its `exp`, on this gateway and (with `identity_cache_sync`)
 //! the fleet's.
 
-use ngx::ffi::{
-    ngx_conf_t, ngx_http_discard_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
-    ngx_str_t, NGX_HTTP_DELETE, NGX_HTTP_POST,
-};
+use ngx::ffi::{ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_str_t};
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use ngx::ffi::NGX_LOG_ERR;
@@ -15,7 +12,7 @@ use crate::outcome::ConnectionLog;
 
 use crate::config::{ConfigError, IdentityConf, SealedCookie};
 use crate::module::{location_conf, main_conf, IdentityModule};
-use crate::ngx_codes::{rc, NGX_OK};
+use crate::ngx_codes::rc;
 use crate::parsers::{set_once, text};
 use crate::sealed_cookie::open_sealed;
 
@@ -71,15 +68,10 @@ fn revoke_request_cookie(r: &ngx_http_request_t, name: &[u8]) -> HTTPStatus {
 }
 
 extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx calls content handlers with a live request.
-    let r = unsafe { &mut *r };
-    if r.method & (NGX_HTTP_DELETE | NGX_HTTP_POST) as usize == 0 {
-        return rc(HTTPStatus::NOT_ALLOWED);
-    }
-    // SAFETY: r is live; the body is not needed.
-    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK {
-        return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
-    }
+    let r = match crate::content::start(r, crate::content::REMOVES) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let Some(name) = location_conf(r).sealed_revoke.as_deref() else {
         return rc(HTTPStatus::INTERNAL_SERVER_ERROR);
     };
@@ -87,9 +79,5 @@ extern "C" fn revoke_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if status != HTTPStatus::NO_CONTENT {
         return rc(status);
     }
-    r.headers_out.status = HTTPStatus::NO_CONTENT.into();
-    r.headers_out.content_length_n = 0;
-    r.set_header_only(1);
-    // SAFETY: r is live and its headers are set.
-    unsafe { ngx_http_send_header(r) }
+    crate::content::send_empty(r, HTTPStatus::NO_CONTENT)
 }
