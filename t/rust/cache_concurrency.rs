@@ -13,6 +13,9 @@
 //!
 //! Needs `NGINX_BINARY`, `IDENTITY_MODULE` and `ECHO_MODULE` (`make unit` sets them).
 
+mod common;
+
+use common::{bad_log_lines, free_ports, required_file, running_as_root, unique_path, worker_pids};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,69 +33,12 @@ struct Paths {
     echo: PathBuf,
 }
 
-fn required_file(var: &str) -> PathBuf {
-    let value = std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{var} is not set. These tests start a real nginx and need NGINX_BINARY, \
-             IDENTITY_MODULE and ECHO_MODULE; run them with `make unit`, or see the \
-             Makefile's `unit` target for the variables to export."
-            )
-        });
-    let path = PathBuf::from(value);
-    assert!(
-        path.is_file(),
-        "{var}={} does not exist or is not a file (run `make module` first?)",
-        path.display()
-    );
-    path.canonicalize()
-        .unwrap_or_else(|e| panic!("{var}={}: {e}", path.display()))
-}
-
 fn paths() -> Paths {
     Paths {
         nginx: required_file("NGINX_BINARY"),
         identity: required_file("IDENTITY_MODULE"),
         echo: required_file("ECHO_MODULE"),
     }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn unique_prefix(test: &str) -> PathBuf {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "ngx-identity-{test}-{}-{nanos}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// Three distinct free ports on 127.0.0.1 (held together while chosen, so distinct).
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    let port = |l: &TcpListener| l.local_addr().expect("local_addr").port();
-    [
-        port(&listeners[0]),
-        port(&listeners[1]),
-        port(&listeners[2]),
-    ]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -252,13 +198,15 @@ impl Nginx {
         let paths = paths();
         let mut last_error = String::new();
         for _ in 0..5 {
-            let [gateway, user, business] = free_ports();
+            let &[gateway, user, business] = &free_ports(3)[..] else {
+                unreachable!("free_ports(3) gives three ports")
+            };
             let ports = Ports {
                 gateway,
                 user,
                 business,
             };
-            let prefix = unique_prefix(test);
+            let prefix = unique_path(test);
             for dir in ["conf", "logs", "tmp"] {
                 std::fs::create_dir_all(prefix.join(dir))
                     .unwrap_or_else(|e| panic!("create {}/{dir}: {e}", prefix.display()));
@@ -378,17 +326,7 @@ impl Nginx {
     /// No alert, crit or emerg, no [error], no crashed worker.
     fn assert_clean_error_log(&self) {
         let log = self.error_log();
-        let bad: Vec<&str> = log
-            .lines()
-            .filter(|l| {
-                l.contains("[alert]")
-                    || l.contains("[crit]")
-                    || l.contains("[emerg]")
-                    || l.contains("[error]")
-                    || l.contains("exited on signal")
-            })
-            .take(20)
-            .collect();
+        let bad = bad_log_lines(&log, true);
         assert!(
             bad.is_empty(),
             "error.log of {} has alert/crit/emerg/error lines or a crashed worker:\n{}",
@@ -958,28 +896,6 @@ async fn reload_keeps_cached_entries() {
 
 // ---------------------------------------------------------------------------------------
 // Dead workers
-
-/// The worker processes of `master` (from /proc).
-fn worker_pids(master: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-                    let rest = &s[s.rfind(')')? + 1..];
-                    let mut f = rest.split_whitespace();
-                    let state = f.next()?;
-                    let ppid: u32 = f.next()?.parse().ok()?;
-                    Some(ppid == master && state != "Z")
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
 
 async fn kill9(pid: u32) {
     let _ = tokio::process::Command::new("kill")

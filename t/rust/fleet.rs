@@ -14,12 +14,14 @@
 //!
 //! Needs `NGINX_BINARY` and `IDENTITY_MODULE` (`make unit` sets them) and `redis-server`.
 
+mod common;
+
+use common::{bad_log_lines, free_ports, required_file, running_as_root, unique_path};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,62 +34,11 @@ const SETTLE: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------
 // Environment
 
-fn required_file(var: &str) -> PathBuf {
-    let value = std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{var} is not set. These tests start real nginx and need NGINX_BINARY and \
-                 IDENTITY_MODULE; run them with `make unit`."
-            )
-        });
-    let path = PathBuf::from(value);
-    assert!(
-        path.is_file(),
-        "{var}={} is not a file (run `make module` first?)",
-        path.display()
-    );
-    path.canonicalize()
-        .unwrap_or_else(|e| panic!("{var}={}: {e}", path.display()))
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn unique_dir(what: &str) -> PathBuf {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ngx-identity-fleet-{what}-{}-{nanos}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = unique_path(&format!("fleet-{what}"));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     dir
 }
-
-/// `n` distinct free ports on 127.0.0.1 (held together while chosen, so distinct).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr").port())
-        .collect()
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -768,31 +719,13 @@ impl Gateway {
         let Some(master) = self.master_pid else {
             return Vec::new();
         };
-        let Ok(out) = Command::new("pgrep")
-            .args(["-P", &master.to_string()])
-            .output()
-        else {
-            return Vec::new();
-        };
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        common::worker_pids(master)
     }
 
     /// No crashed worker, no alert/crit/emerg.
     fn assert_no_crash(&self) {
         let log = self.error_log();
-        let bad: Vec<&str> = log
-            .lines()
-            .filter(|l| {
-                l.contains("exited on signal")
-                    || l.contains("[alert]")
-                    || l.contains("[crit]")
-                    || l.contains("[emerg]")
-            })
-            .take(10)
-            .collect();
+        let bad = bad_log_lines(&log, false);
         assert!(
             bad.is_empty(),
             "{} ({}) has a crash or alert:\n{}",
