@@ -109,12 +109,15 @@ pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> Result<(
     Ok(())
 }
 
-/// Whether this gateway holds a revocation of the sealed cookie `cookie_value`.
+/// Whether this gateway holds a revocation of the sealed cookie `cookie_value`: under
+/// the fleet key, or the one before it (a reload changed `secret=`, and the table still
+/// holds revocations made with the earlier key).
 pub fn is_revoked(main: &MainConf, cookie_value: &[u8]) -> bool {
-    match (main.fleet_key.as_ref(), main.revocations) {
-        (Some(key), Some(zone)) => {
-            crate::revocations::is_revoked(zone, &key.sealed_digest(cookie_value))
-        }
-        _ => false,
-    }
+    let Some(zone) = main.revocations else {
+        return false;
+    };
+    [main.fleet_key.as_ref(), main.previous_fleet_key.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|key| crate::revocations::is_revoked(zone, &key.sealed_digest(cookie_value)))
 }
