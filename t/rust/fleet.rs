@@ -702,7 +702,11 @@ impl Gateway {
         let pid_file = self.prefix.join("logs/nginx.pid");
         let (port, business) = (self.port, self.business);
         let pid = eventually(SETTLE, &format!("nginx {} up", self.name), || {
-            let pid: u32 = std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()?;
+            let pid: u32 = std::fs::read_to_string(&pid_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
             [port, business]
                 .iter()
                 .all(|&p| TcpStream::connect(("127.0.0.1", p)).is_ok())
@@ -729,12 +733,21 @@ impl Gateway {
     /// Requests `session` until it is served from the cache (a link coming up expires what
     /// was stored before, so the first answers may be MISSes).
     fn warm(&self, session: &str) {
-        eventually(SETTLE, &format!("{session} served from cache on {}", self.name), || {
-            let r = self.get("/api/x", session);
-            assert_eq!(r.status, 200, "{session} on {}: {r:?}", self.name);
-            assert_eq!(r.body, format!("id={session}"), "{session} on {}", self.name);
-            (r.identity() == "HIT").then_some(())
-        });
+        eventually(
+            SETTLE,
+            &format!("{session} served from cache on {}", self.name),
+            || {
+                let r = self.get("/api/x", session);
+                assert_eq!(r.status, 200, "{session} on {}: {r:?}", self.name);
+                assert_eq!(
+                    r.body,
+                    format!("id={session}"),
+                    "{session} on {}",
+                    self.name
+                );
+                (r.identity() == "HIT").then_some(())
+            },
+        );
     }
 
     fn assert_hit(&self, session: &str) {
@@ -755,7 +768,10 @@ impl Gateway {
         let Some(master) = self.master_pid else {
             return Vec::new();
         };
-        let Ok(out) = Command::new("pgrep").args(["-P", &master.to_string()]).output() else {
+        let Ok(out) = Command::new("pgrep")
+            .args(["-P", &master.to_string()])
+            .output()
+        else {
             return Vec::new();
         };
         String::from_utf8_lossy(&out.stdout)
@@ -797,11 +813,17 @@ impl Drop for Gateway {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if alive() {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
         if std::thread::panicking() {
-            eprintln!("nginx {} kept for inspection: {}", self.name, self.prefix.display());
+            eprintln!(
+                "nginx {} kept for inspection: {}",
+                self.name,
+                self.prefix.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.prefix);
         }
@@ -905,7 +927,11 @@ fn link_loss_and_recovery() {
     redis.wait_subscribers("fleet-b", 3);
     for gw in &gws {
         gw.warm("b-old");
-        assert!(link_loss_lines(gw, redis.port).is_empty(), "{}", gw.error_log());
+        assert!(
+            link_loss_lines(gw, redis.port).is_empty(),
+            "{}",
+            gw.error_log()
+        );
     }
 
     redis.stop();
@@ -1019,7 +1045,11 @@ fn sealed_revocation_reaches_the_fleet_and_new_gateways() {
     for gw in &gws {
         for (cookie, sub) in [(&carol, "carol"), (&dave, "dave")] {
             let r = gw.get("/sealed/x", cookie);
-            assert_eq!((r.status, r.body.as_str()), (200, &*format!("id={sub}")), "{r:?}");
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (200, &*format!("id={sub}")),
+                "{r:?}"
+            );
         }
     }
 
@@ -1054,10 +1084,14 @@ fn sealed_revocation_reaches_the_fleet_and_new_gateways() {
 
     let gw4 = fleet.start("gw4");
     redis.wait_subscribers("fleet-c", 4);
-    eventually(SETTLE, "a gateway started later refuses the revoked cookie", || {
-        let r = gw4.get("/sealed/x", &carol);
-        (r.status == 401 && r.reason() == "revoked").then_some(())
-    });
+    eventually(
+        SETTLE,
+        "a gateway started later refuses the revoked cookie",
+        || {
+            let r = gw4.get("/sealed/x", &carol);
+            (r.status == 401 && r.reason() == "revoked").then_some(())
+        },
+    );
     let r = gw4.get("/sealed/x", &dave);
     assert_eq!((r.status, r.body.as_str()), (200, "id=dave"), "{r:?}");
     for gw in gws.iter().chain([&gw4]) {
@@ -1073,7 +1107,9 @@ fn capture_purge(redis: &Redis, channel: &str, gw: &Gateway, session: &str) -> V
     gw.purge(session);
     let message = listener.next();
     assert!(
-        !message.windows(session.len()).any(|w| w == session.as_bytes()),
+        !message
+            .windows(session.len())
+            .any(|w| w == session.as_bytes()),
         "the published message carries the credential: {message:?}"
     );
     message
@@ -1109,9 +1145,11 @@ fn publish_all(
     }
     redis.publish(channel, barrier);
     for gw in gws {
-        eventually(SETTLE, &format!("{} reads the barrier message", gw.name), || {
-            (gw.get("/api/x", marker).identity() == "MISS").then_some(())
-        });
+        eventually(
+            SETTLE,
+            &format!("{} reads the barrier message", gw.name),
+            || (gw.get("/api/x", marker).identity() == "MISS").then_some(()),
+        );
     }
 }
 
@@ -1158,7 +1196,10 @@ fn forged_messages_change_nothing() {
     // A keyed fleet.
     let dir = unique_dir("secret");
     let secret = dir.join("fleet.key");
-    write_private(&secret, b"0123456789abcdef0123456789abcdef-fleet-test-secret");
+    write_private(
+        &secret,
+        b"0123456789abcdef0123456789abcdef-fleet-test-secret",
+    );
     let mut fleet = Fleet::new(&redis, &users, "fleet-k");
     fleet.secret = Some(secret);
     let gws = start_three(&fleet);
@@ -1216,11 +1257,15 @@ fn forged_messages_change_nothing() {
     redis.publish("fleet-k", &genuine);
     let sent = Instant::now();
     for gw in &gws {
-        eventually(PROPAGATION, "the replayed genuine purge removes k-alice", || {
-            let r = gw.get("/api/x", "k-alice");
-            assert!(sent.elapsed() < PROPAGATION * 2);
-            (r.identity() == "MISS").then_some(())
-        });
+        eventually(
+            PROPAGATION,
+            "the replayed genuine purge removes k-alice",
+            || {
+                let r = gw.get("/api/x", "k-alice");
+                assert!(sent.elapsed() < PROPAGATION * 2);
+                (r.identity() == "MISS").then_some(())
+            },
+        );
         gw.assert_no_crash();
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -1277,4 +1322,60 @@ fn reload_keeps_one_subscription() {
     for gw in &gws {
         gw.assert_no_crash();
     }
+}
+
+/// (f) A flood of forged revocations in a fleet without secret=: enough to fill every
+/// slot of the revocation table, and more. The table refuses what it cannot keep, the
+/// error log says so once (not once per message: a publisher must not fill the disk), and
+/// a legitimate revocation is then answered 503, never 204.
+#[test]
+fn a_flood_of_forged_revocations_is_logged_once_and_revoking_then_fails_honestly() {
+    let redis = Redis::start();
+    let users = UserService::start();
+    let dir = unique_dir("flood-keys");
+    let keys = dir.join("identity.keys");
+    let ring = "k1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+    write_private(&keys, ring.as_bytes());
+    let mut fleet = Fleet::new(&redis, &users, "fleet-f");
+    fleet.sealed_keys = Some(keys);
+    let gw = fleet.start("flood");
+    redis.wait_subscribers("fleet-f", 1);
+    let barrier = capture_purge(&redis, "fleet-f", &gw, "f-marker");
+    gw.warm("f-marker");
+
+    // Revocations of made-up digests until 2^62, the first word of each digest choosing
+    // its slot: 16,384 fill the table, 2,000 more find it full. One connection, pipelined.
+    let flood = 16_384 + 2_000;
+    let mut pipeline = Vec::new();
+    for i in 0..flood as u64 {
+        let mut message = vec![1u8, b'R'];
+        message.extend_from_slice(&i.to_le_bytes());
+        message.extend_from_slice(&[0x66; 24]);
+        message.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        pipeline.extend_from_slice(&resp_command(&[b"PUBLISH", b"fleet-f", &message]));
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], redis.port));
+    let mut s = TcpStream::connect(addr).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    s.write_all(&pipeline).expect("publish the flood");
+    let mut replies = BufReader::new(s);
+    for _ in 0..flood {
+        read_resp(&mut replies).expect("PUBLISH reply");
+    }
+    // Redis delivers in order: once the barrier purge is read, so is the flood.
+    redis.publish("fleet-f", &barrier);
+    eventually(SETTLE, "the gateway reads the barrier message", || {
+        (gw.get("/api/x", "f-marker").identity() == "MISS").then_some(())
+    });
+
+    let log = gw.error_log();
+    let not_kept = log.matches("was not kept").count();
+    assert_eq!(not_kept, 1, "logged once, not once per refused message");
+
+    let erin = seal(ring, "f-erin");
+    let r = http(gw.port, "POST", "/logout", &erin);
+    assert_eq!(r.status, 503, "a revocation the table cannot keep: {r:?}");
+    gw.assert_no_crash();
+    let _ = std::fs::remove_dir_all(dir);
 }
