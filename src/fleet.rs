@@ -4,6 +4,8 @@
 //! published. The link itself (connections, tasks) is fleet_link.rs; the settings
 //! fleet_conf.rs.
 
+use core::cell::Cell;
+
 use identity_core::fleet::{FleetKey, Message};
 use ngx::ffi::{NGX_LOG_INFO, NGX_LOG_WARN};
 use ngx::ngx_log_error;
@@ -69,15 +71,38 @@ pub fn on_link_down(sync: &SyncConf) {
     }
 }
 
-/// Revokes a sealed cookie's digest in this gateway's table.
+/// Seconds between two warnings that the fleet's revocations are not kept.
+const NOT_KEPT_WARN_EVERY: i64 = 60;
+
+thread_local! {
+    /// When this worker last warned that a revocation from the fleet was not kept.
+    static NOT_KEPT_WARNED_AT: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// Revokes a sealed cookie's digest in this gateway's table. A full table is logged at
+/// most once a minute: in a fleet without `secret=` anyone who can publish can send
+/// revocations by the thousand, and must not fill the disk with the error log too.
 fn revoke_here(main: &MainConf, digest: &[u8; 32], exp: u64) {
     let Some(zone) = main.revocations else { return };
     if let Err(e) = crate::revocations::revoke(zone, digest, exp) {
-        ngx_log_error!(
-            NGX_LOG_WARN,
-            log(),
-            "identity: a sealed cookie's revocation was not kept: {e}"
-        );
+        let now = ngx::ffi::ngx_time();
+        let due = NOT_KEPT_WARNED_AT.with(|at| {
+            let due = at
+                .get()
+                .is_none_or(|last| now.saturating_sub(last) >= NOT_KEPT_WARN_EVERY);
+            if due {
+                at.set(Some(now));
+            }
+            due
+        });
+        if due {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log(),
+                "identity: a sealed cookie's revocation from the fleet was not kept: {e} \
+                 (logged at most once a minute)"
+            );
+        }
     }
 }
 
@@ -109,12 +134,15 @@ pub fn revoke_sealed(main: &MainConf, cookie_value: &[u8], exp: u64) -> Result<(
     Ok(())
 }
 
-/// Whether this gateway holds a revocation of the sealed cookie `cookie_value`.
+/// Whether this gateway holds a revocation of the sealed cookie `cookie_value`: under
+/// the fleet key, or the one before it (a reload changed `secret=`, and the table still
+/// holds revocations made with the earlier key).
 pub fn is_revoked(main: &MainConf, cookie_value: &[u8]) -> bool {
-    match (main.fleet_key.as_ref(), main.revocations) {
-        (Some(key), Some(zone)) => {
-            crate::revocations::is_revoked(zone, &key.sealed_digest(cookie_value))
-        }
-        _ => false,
-    }
+    let Some(zone) = main.revocations else {
+        return false;
+    };
+    [main.fleet_key.as_ref(), main.previous_fleet_key.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|key| crate::revocations::is_revoked(zone, &key.sealed_digest(cookie_value)))
 }

@@ -256,5 +256,6 @@ pub fn resolve(cf: &mut ngx_conf_t) -> Result<(), String> {
         sync.zone = ZoneRef(shm.unwrap_or(core::ptr::null_mut()));
     }
     main.fleet_key = Some(key);
+    crate::revocations::configuring(main);
     Ok(())
 }

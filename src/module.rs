@@ -36,6 +36,9 @@ pub struct MainConf {
     /// The fleet's digests and message tags, set at postconfiguration when anything
     /// syncs or revokes.
     pub fleet_key: Option<identity_core::fleet::FleetKey>,
+    /// The digest key the revocation table's entries may still be made with (a reload
+    /// changed `secret=`): set by the table's `init_zone`.
+    pub previous_fleet_key: Option<identity_core::fleet::FleetKey>,
     /// The revoked sealed cookies' zone (`identity_cache_sync`, `identity_sealed_revoke`).
     pub revocations: Option<crate::config::ZoneRef>,
     /// Where `identity_sealed_revoke` appears (file:line), checked against
@@ -92,6 +95,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     syncs: Vec::new(),
     fleet_secret: None,
     fleet_key: None,
+    previous_fleet_key: None,
     revocations: None,
     revoke_places: Vec::new(),
 };

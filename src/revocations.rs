@@ -11,10 +11,21 @@
 //! shows it in force; a writer that died half way leaves a free slot (`exp` 0),
 //! never a torn entry a reader would match. Every field is an atomic, so no read races.
 //!
+//! # The key digests are made with
+//!
+//! The table outlives a reload, and a reload may change `secret=` (and with it every
+//! cookie's digest). The table's header keeps the digest key of its current
+//! configuration and the one before; the master updates both in `init_zone`, before
+//! the workers that read them fork, and hands the earlier key to the new configuration,
+//! whose workers also check a cookie's digest under it. A revocation in force is not
+//! voided by a key change (one change back; it is kept until its `exp` only under the key
+//! it was made with).
+//!
 //! Only expired or free slots are reused, and a digest is looked for within `PROBES`
 //! slots of its hash: a full neighbourhood refuses the revocation (the caller reports
 //! it) rather than evicting one still in force.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{fence, AtomicU64, Ordering};
@@ -25,11 +36,12 @@ use ngx::ffi::{
 };
 
 use crate::config::ZoneRef;
+use crate::module::MainConf;
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
 /// Not a name an `identity_cache_zone` can have (those stop at the first colon); the
 /// layout's version is in it.
-const ZONE_NAME: &str = "identity:revocations:1";
+const ZONE_NAME: &str = "identity:revocations:2";
 pub const SLOTS: usize = 16 * 1024;
 const PROBES: usize = 64;
 const ZONE_SIZE: usize = SLOTS * size_of::<Slot>() + 64 * 1024;
@@ -46,6 +58,10 @@ struct Slot {
 #[repr(C)]
 struct Table {
     magic: u64,
+    /// The digest key of the configuration that last set the table up, and (if
+    /// `has_previous`) the one before it. Written by the master only, in `init_zone`.
+    keys: [[u8; 32]; 2],
+    has_previous: u64,
     slots: [Slot; SLOTS],
 }
 
@@ -56,6 +72,48 @@ pub enum RevokeError {
     NoTable,
     #[error("the revocation table is full around this digest")]
     Full,
+}
+
+thread_local! {
+    /// The configuration being read (set at postconfiguration, in the master): its
+    /// `init_zone` records its digest key and learns the previous one.
+    static CONFIGURING: Cell<*mut MainConf> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// At postconfiguration, once `main.fleet_key` is set: `init_zone`, which nginx calls
+/// later in the same configuration's set-up, reads it.
+pub fn configuring(main: &mut MainConf) {
+    CONFIGURING.with(|c| c.set(main));
+}
+
+/// Records `main`'s digest key in the table and hands `main` the one before, if it
+/// differs.
+///
+/// # Safety
+/// `table` is the zone's table, in the master, with no worker of `main` running yet.
+unsafe fn record_key(table: *mut Table) {
+    let main = CONFIGURING.with(|c| c.replace(ptr::null_mut()));
+    // SAFETY: set by this configuration's postconfiguration; its pool is live while
+    // nginx sets up its zones; nothing else uses it in the master now.
+    let Some(main) = (unsafe { main.as_mut() }) else {
+        return;
+    };
+    let Some(key) = main.fleet_key.as_ref().map(|k| k.digest_key()) else {
+        return;
+    };
+    // SAFETY: per the caller; only the master writes the header, and workers never read it.
+    unsafe {
+        if (*table).keys[0] != key {
+            (*table).keys[1] = (*table).keys[0];
+            (*table).keys[0] = key;
+            (*table).has_previous = 1;
+        }
+        if (*table).has_previous != 0 {
+            main.previous_fleet_key = Some(identity_core::fleet::FleetKey::from_digest_key(
+                (*table).keys[1],
+            ));
+        }
+    }
 }
 
 /// Makes sure the zone exists (`identity_cache_sync`, `identity_sealed_revoke`).
@@ -69,7 +127,11 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx
     // SAFETY: nginx passes a mapped zone with its slab pool at the start.
     let shpool = unsafe { (*shm_zone).shm.addr as *mut ngx_slab_pool_t };
     // SAFETY: as above; data is null or a table this module published.
-    if unsafe { ((*shpool).data as *const Table).as_ref() }.is_some_and(|t| t.magic == MAGIC) {
+    let old = unsafe { (*shpool).data as *mut Table };
+    // SAFETY: as above.
+    if unsafe { old.as_ref() }.is_some_and(|t| t.magic == MAGIC) {
+        // SAFETY: the master, before this configuration's workers fork.
+        unsafe { record_key(old) };
         return NGX_OK;
     }
     // SAFETY: the pool is initialised; ngx_slab_calloc takes its lock.
@@ -82,6 +144,9 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx
         (*fresh).magic = MAGIC;
         (*shpool).data = fresh as *mut c_void;
     }
+    // A fresh table has no previous key: its first configuration's is recorded.
+    // SAFETY: the master, before this configuration's workers fork.
+    unsafe { record_key(fresh) };
     NGX_OK
 }
 

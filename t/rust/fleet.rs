@@ -1349,3 +1349,59 @@ fn forged_revocations_change_nothing() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// (f) A flood of forged revocations in a fleet without secret=: enough to fill every
+/// slot of the revocation table, and more. The table refuses what it cannot keep, the
+/// error log says so once (not once per message: a publisher must not fill the disk), and
+/// a legitimate revocation is then answered 503, never 204.
+#[test]
+fn a_flood_of_forged_revocations_is_logged_once_and_revoking_then_fails_honestly() {
+    let redis = Redis::start();
+    let users = UserService::start();
+    let dir = unique_dir("flood-keys");
+    let keys = dir.join("identity.keys");
+    let ring = "k1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+    write_private(&keys, ring.as_bytes());
+    let mut fleet = Fleet::new(&redis, &users, "fleet-f");
+    fleet.sealed_keys = Some(keys);
+    let gw = fleet.start("flood");
+    redis.wait_subscribers("fleet-f", 1);
+    let barrier = capture_purge(&redis, "fleet-f", &gw, "f-marker");
+    gw.warm("f-marker");
+
+    // Revocations of made-up digests until 2^62, the first word of each digest choosing
+    // its slot: 16,384 fill the table, 2,000 more find it full. One connection, pipelined.
+    let flood = 16_384 + 2_000;
+    let mut pipeline = Vec::new();
+    for i in 0..flood as u64 {
+        let mut message = vec![1u8, b'R'];
+        message.extend_from_slice(&i.to_le_bytes());
+        message.extend_from_slice(&[0x66; 24]);
+        message.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        pipeline.extend_from_slice(&resp_command(&[b"PUBLISH", b"fleet-f", &message]));
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], redis.port));
+    let mut s = TcpStream::connect(addr).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    s.write_all(&pipeline).expect("publish the flood");
+    let mut replies = BufReader::new(s);
+    for _ in 0..flood {
+        read_resp(&mut replies).expect("PUBLISH reply");
+    }
+    // Redis delivers in order: once the barrier purge is read, so is the flood.
+    redis.publish("fleet-f", &barrier);
+    eventually(SETTLE, "the gateway reads the barrier message", || {
+        (gw.get("/api/x", "f-marker").identity() == "MISS").then_some(())
+    });
+
+    let log = gw.error_log();
+    let not_kept = log.matches("was not kept").count();
+    assert_eq!(not_kept, 1, "logged once, not once per refused message");
+
+    let erin = seal(ring, "f-erin");
+    let r = http(gw.port, "POST", "/logout", &erin);
+    assert_eq!(r.status, 503, "a revocation the table cannot keep: {r:?}");
+    gw.assert_no_crash();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -21,16 +21,27 @@ pub enum FleetKeyError {
 #[derive(Clone)]
 pub struct FleetKey {
     digest: Hmac<Sha256>,
+    /// The digest key's bytes: the revocation table remembers which key its digests were
+    /// made with, so a changed `secret=` does not silently void the revocations in force.
+    digest_key: [u8; 32],
     tag: Option<Hmac<Sha256>>,
 }
 
-fn derive(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
+fn derive_bytes(secret: &[u8], label: &[u8]) -> [u8; 32] {
     let mut okm = [0u8; 32];
     // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail; the
     // zero key it would leave is never reached.
     let _ = Hkdf::<Sha256>::new(Some(b"ngx-identity fleet v1"), secret).expand(label, &mut okm);
+    okm
+}
+
+fn hmac_of(key: &[u8; 32]) -> Hmac<Sha256> {
     // HMAC takes a key of any length.
-    Hmac::<Sha256>::new_from_slice(&okm).unwrap_or_else(|_| unreachable_hmac())
+    Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac())
+}
+
+fn derive(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
+    hmac_of(&derive_bytes(secret, label))
 }
 
 #[cold]
@@ -47,10 +58,22 @@ fn part(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
 impl FleetKey {
     /// A fleet without `secret=`.
     pub fn public() -> Self {
+        FleetKey::from_digest_key(derive_bytes(PUBLIC_SECRET, b"digest"))
+    }
+
+    /// A key that only makes digests, from `digest_key`'s bytes: what a revocation table
+    /// made under an earlier key still needs to recognise its cookies.
+    pub fn from_digest_key(digest_key: [u8; 32]) -> Self {
         FleetKey {
-            digest: derive(PUBLIC_SECRET, b"digest"),
+            digest: hmac_of(&digest_key),
+            digest_key,
             tag: None,
         }
+    }
+
+    /// The bytes of the key digests are made with.
+    pub fn digest_key(&self) -> [u8; 32] {
+        self.digest_key
     }
 
     /// A fleet with `secret=`: digests are keyed and messages authenticated.
@@ -58,8 +81,10 @@ impl FleetKey {
         if secret.len() < MIN_SECRET_LEN {
             return Err(FleetKeyError::Short);
         }
+        let digest_key = derive_bytes(secret, b"digest");
         Ok(FleetKey {
-            digest: derive(secret, b"digest"),
+            digest: hmac_of(&digest_key),
+            digest_key,
             tag: Some(derive(secret, b"tag")),
         })
     }
@@ -133,5 +158,22 @@ mod tests {
         assert_ne!(d(&a, b"ab", &[(b"c", b"")]), d(&a, b"a", &[(b"bc", b"")]));
         // A sealed cookie's digest never equals a credential's.
         assert_ne!(a.sealed_digest(b"s1"), d(&a, b"s1", &[]));
+    }
+
+    #[test]
+    fn a_digest_key_rebuilds_the_same_digests() {
+        for key in [FleetKey::public(), FleetKey::from_secret(&[5; 32]).unwrap()] {
+            let again = FleetKey::from_digest_key(key.digest_key());
+            assert!(!again.is_keyed());
+            assert_eq!(again.sealed_digest(b"c"), key.sealed_digest(b"c"));
+            assert_eq!(
+                again.credential_digest(b"c", &[]),
+                key.credential_digest(b"c", &[])
+            );
+        }
+        assert_ne!(
+            FleetKey::public().digest_key(),
+            FleetKey::from_secret(&[5; 32]).unwrap().digest_key()
+        );
     }
 }
