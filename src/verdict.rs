@@ -5,7 +5,7 @@ use ngx::ffi::{ngx_http_complex_value, ngx_http_request_t, ngx_int_t, ngx_str_t,
 use ngx::ngx_log_error;
 
 use crate::assertion_header::assertion_header;
-use crate::config::{IdentityConf, IdentityHeader};
+use crate::config::IdentityConf;
 use crate::decision::{IdentityStatus, Reason, Verdict};
 use crate::header::{check_header_value, strip_cookies};
 use crate::headers_in::{self, Edit};
@@ -47,23 +47,36 @@ fn apply(
         Verdict::Allow => {
             // Headers first (all or none), then identity_require, then the assertion, so
             // a refused request is never signed for.
-            let checked =
-                identity_headers(r, conf, ctx).and_then(|headers| {
-                    match require::refusal(r, conf) {
-                        Some(req) => Ok((headers, Err(req))),
-                        None => assertion_header(r, conf, ctx)
-                            .map(|a| (headers, Ok(a)))
-                            .map_err(|e| (e, Reason::InvalidBody)),
-                    }
-                });
+            // The evaluated values, one per identity_header (empty: not set), on the
+            // stack for the usual few headers: a hit allocates nothing for them.
+            let count = conf.identity_headers().len();
+            let mut inline = [ngx_str_t::default(); INLINE_HEADERS];
+            let mut spill = Vec::new();
+            let values: &mut [ngx_str_t] = match inline.get_mut(..count) {
+                Some(values) => values,
+                None => {
+                    spill.resize(count, ngx_str_t::default());
+                    &mut spill
+                }
+            };
+            let checked = identity_headers(r, conf, ctx, values).and_then(|()| {
+                match require::refusal(r, conf) {
+                    Some(req) => Ok(Err(req)),
+                    None => assertion_header(r, conf, ctx)
+                        .map(Ok)
+                        .map_err(|e| (e, Reason::InvalidBody)),
+                }
+            });
             match checked {
-                Ok((_, Err(req))) => {
+                Ok(Err(req)) => {
                     // The identity stays visible to the log, but reaches no upstream.
                     Ok(require::refuse(r, ctx, req, req.error, None))
                 }
-                Ok((headers, Ok(assertion))) => {
-                    for (h, value) in headers {
-                        headers_in::add_request_header(r, h.name(), h.lowcase_name(), value)?;
+                Ok(Ok(assertion)) => {
+                    for (h, value) in conf.identity_headers().iter().zip(values.iter()) {
+                        if value.len != 0 {
+                            headers_in::add_request_header(r, h.name(), h.lowcase_name(), *value)?;
+                        }
                     }
                     if let Some(a) = assertion {
                         headers_in::add_request_header(r, a.name, a.lowcase_name, a.value)?;
@@ -108,16 +121,20 @@ fn apply(
     }
 }
 
-/// Evaluates every `identity_header` value; all or none are set. A claim variable that
-/// finds no JSON object records it in the context, which fails the whole set.
-fn identity_headers<'c>(
+/// How many identity headers' values are held on the stack; more go in a Vec.
+const INLINE_HEADERS: usize = 8;
+
+/// Evaluates every `identity_header` value into `values` (one slot per header, in
+/// order; an empty value is not set); all or none are set. A claim variable that finds
+/// no JSON object records it in the context, which fails the whole set.
+fn identity_headers(
     r: &mut ngx_http_request_t,
-    conf: &'c IdentityConf,
+    conf: &IdentityConf,
     ctx: &RequestCtx,
-) -> Result<Vec<(&'c IdentityHeader, ngx_str_t)>, (String, Reason)> {
+    values: &mut [ngx_str_t],
+) -> Result<(), (String, Reason)> {
     ctx.identity_visible.set(true);
-    let mut out = Vec::with_capacity(conf.identity_headers().len());
-    for h in conf.identity_headers() {
+    for (h, slot) in conf.identity_headers().iter().zip(values.iter_mut()) {
         let mut value = ngx_str_t::default();
         // SAFETY: h.value was compiled at configuration time for this module.
         if unsafe { ngx_http_complex_value(r, h.value, &mut value) } != NGX_OK {
@@ -150,9 +167,9 @@ fn identity_headers<'c>(
                 Reason::UnsafeValue,
             ));
         }
-        out.push((h, value));
+        *slot = value;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub fn strip_session_cookie(
