@@ -239,7 +239,12 @@ extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes the live configuration.
     match variables::register(unsafe { &mut *cf }) {
         Ok(()) => NGX_OK,
-        Err(_) => NGX_ERROR,
+        // nginx has said why.
+        Err(variables::RegisterError::Refused(_)) => NGX_ERROR,
+        Err(e @ variables::RegisterError::Layout) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "identity: {e}");
+            NGX_ERROR
+        }
     }
 }
 

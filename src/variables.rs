@@ -3,8 +3,9 @@
 //! `answer_headers`) `$identity_answer_header_NAME`.
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
-    ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
+    __BindgenBitfieldUnit, ngx_conf_t, ngx_http_add_variable, ngx_http_request_t,
+    ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE,
+    NGX_HTTP_VAR_PREFIX,
 };
 use ngx::ngx_string;
 
@@ -23,13 +24,20 @@ type Getter = unsafe extern "C" fn(
     usize,
 ) -> ngx_int_t;
 
-/// `ngx_http_add_variable` refused a name (it has logged why).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot add variable ${0}")]
-pub struct RegisterError(String);
+pub enum RegisterError {
+    /// `ngx_http_add_variable` refused a name (it has logged why).
+    #[error("cannot add variable ${0}")]
+    Refused(String),
+    #[error("this build's layout of nginx variable values is not the C compiler's")]
+    Layout,
+}
 
 /// Adds the variables; called from preconfiguration.
 pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
+    if !value_flags_match_bindgen() {
+        return Err(RegisterError::Layout);
+    }
     // All are non-cacheable: they change once the user service has answered.
     let vars: [(ngx_str_t, Getter, u32); 7] = [
         (
@@ -74,8 +82,9 @@ pub fn register(cf: &mut ngx_conf_t) -> Result<(), RegisterError> {
         // SAFETY: cf is the live configuration; nginx copies the name.
         let v = unsafe { ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t) };
         // SAFETY: a non-null result is nginx's variable entry for us to fill.
-        let v = unsafe { v.as_mut() }
-            .ok_or_else(|| RegisterError(String::from_utf8_lossy(name.as_bytes()).into_owned()))?;
+        let v = unsafe { v.as_mut() }.ok_or_else(|| {
+            RegisterError::Refused(String::from_utf8_lossy(name.as_bytes()).into_owned())
+        })?;
         v.get_handler = Some(getter);
         v.data = 0;
     }
@@ -95,18 +104,70 @@ pub fn set_value(
 }
 
 fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
-    v.set_len(len as u32);
-    v.set_valid(1);
-    v.set_no_cacheable(1);
-    v.set_not_found(0);
+    v._bitfield_1 = value_flags(len, Flags::FOUND);
     v.data = data;
 }
 
 pub fn not_found(v: &mut ngx_http_variable_value_t) -> ngx_int_t {
     // Not cached either: the value appears once the user service has answered.
-    v.set_no_cacheable(1);
-    v.set_not_found(1);
+    v._bitfield_1 = value_flags(0, Flags::NOT_FOUND);
     NGX_OK
+}
+
+/// The flags of a variable value besides its length (`valid`, `no_cacheable`,
+/// `not_found`; `escape` stays 0).
+#[derive(Clone, Copy)]
+struct Flags {
+    valid: bool,
+    not_found: bool,
+}
+
+impl Flags {
+    /// Not cached: the values change once the user service has answered.
+    const FOUND: Flags = Flags {
+        valid: true,
+        not_found: false,
+    };
+    const NOT_FOUND: Flags = Flags {
+        valid: false,
+        not_found: true,
+    };
+}
+
+/// C's `unsigned len:28; valid:1; no_cacheable:1; not_found:1; escape:1;` as one word,
+/// allocated from the lowest bit (the SysV ABI; `register` checks it against bindgen's
+/// setters). Those setters write a bit at a time: 28 steps for the length, about 560
+/// instructions, on every read of an identity variable.
+fn value_flags(len: usize, flags: Flags) -> __BindgenBitfieldUnit<[u8; 4]> {
+    let word = (len as u32 & LEN_MASK)
+        | (flags.valid as u32) << 28
+        | 1 << 29
+        | (flags.not_found as u32) << 30;
+    __BindgenBitfieldUnit::new(word.to_le_bytes())
+}
+
+const LEN_MASK: u32 = (1 << 28) - 1;
+
+/// Whether `value_flags` packs the word as this build's bindgen setters do.
+fn value_flags_match_bindgen() -> bool {
+    // SAFETY: an all-zero variable value is valid (a null data pointer, all flags 0).
+    let mut expected: ngx_http_variable_value_t = unsafe { core::mem::zeroed() };
+    let mut packed = expected;
+    for (len, flags) in [(0x0abc_def1, Flags::FOUND), (5, Flags::NOT_FOUND)] {
+        expected.set_len(len);
+        expected.set_valid(flags.valid as u32);
+        expected.set_no_cacheable(1);
+        expected.set_not_found(flags.not_found as u32);
+        expected.set_escape(0);
+        packed._bitfield_1 = value_flags(len as usize, flags);
+        if (packed.len(), packed.valid(), packed.no_cacheable())
+            != (expected.len(), expected.valid(), expected.no_cacheable())
+            || (packed.not_found(), packed.escape()) != (expected.not_found(), expected.escape())
+        {
+            return false;
+        }
+    }
+    true
 }
 
 unsafe extern "C" fn get_identity(
