@@ -2,30 +2,51 @@
 //! `.authorization`...) and the cached values of the variables that read headers: both
 //! must follow the list when the module rewrites it.
 
+use core::marker::PhantomData;
 use core::ptr;
 
 use ngx::ffi::{ngx_http_request_t, ngx_list_part_t, ngx_list_t, ngx_str_t, ngx_table_elt_t};
 
 use crate::pool::NoMemory;
 
-/// The live elements of an nginx header list, in order.
+/// The elements of an nginx header list, in order, deleted ones included (hash 0).
+/// An iterator rather than a collection: the request path allocates nothing for it.
 ///
 /// # Safety
-/// `list` is an initialised `ngx_list_t` of `ngx_table_elt_t`.
-pub(crate) unsafe fn elements(list: &ngx_list_t) -> Vec<*mut ngx_table_elt_t> {
-    let mut out = Vec::new();
-    let mut part: *const ngx_list_part_t = &list.part;
-    while !part.is_null() {
-        // SAFETY: each part holds nelts elements of the list's element type.
-        unsafe {
-            let elts = (*part).elts as *mut ngx_table_elt_t;
-            for i in 0..(*part).nelts {
-                out.push(elts.add(i));
+/// `list` is an initialised `ngx_list_t` of `ngx_table_elt_t`, and its parts stay as
+/// they are while the iterator is used (pushing onto another list is fine, so is
+/// reinitialising `list` itself when it is a bitwise copy of the list being rebuilt).
+pub(crate) unsafe fn elements(list: &ngx_list_t) -> Elements<'_> {
+    Elements {
+        part: &list.part,
+        next: 0,
+        _list: PhantomData,
+    }
+}
+
+pub(crate) struct Elements<'a> {
+    part: *const ngx_list_part_t,
+    next: usize,
+    _list: PhantomData<&'a ngx_list_t>,
+}
+
+impl Iterator for Elements<'_> {
+    type Item = *mut ngx_table_elt_t;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // SAFETY: per `elements`, part is null or a live part of the list.
+            let part = unsafe { self.part.as_ref() }?;
+            if self.next < part.nelts {
+                // SAFETY: the part holds nelts elements of the list's element type.
+                let elt = unsafe { (part.elts as *mut ngx_table_elt_t).add(self.next) };
+                self.next += 1;
+                return Some(elt);
             }
-            part = (*part).next;
+            self.part = part.next;
+            self.next = 0;
         }
     }
-    out
 }
 
 /// Points every shortcut nginx keeps in `headers_in` at the rebuilt list, so no
@@ -77,7 +98,6 @@ pub(crate) fn relink_shortcuts(r: &mut ngx_http_request_t) -> Result<(), NoMemor
 fn matching(r: &ngx_http_request_t, name: &[u8]) -> Vec<*mut ngx_table_elt_t> {
     // SAFETY: the request's live header list.
     unsafe { elements(&r.headers_in.headers) }
-        .into_iter()
         // SAFETY: each element points into the list.
         .filter(|&elt| unsafe {
             (*elt).hash != 0 && (*elt).key.as_bytes().eq_ignore_ascii_case(name)

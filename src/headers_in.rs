@@ -42,7 +42,6 @@ pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
 pub fn copies(r: &ngx_http_request_t, keep: impl Fn(&[u8]) -> bool) -> Vec<ngx_table_elt_t> {
     // SAFETY: headers_in.headers is the request's live header list.
     unsafe { elements(&r.headers_in.headers) }
-        .into_iter()
         // SAFETY: each element points into the list.
         .map(|elt| unsafe { *elt })
         .filter(|elt| elt.hash != 0 && keep(elt.key.as_bytes()))
@@ -74,10 +73,12 @@ unsafe fn refill(
     source: &ngx_list_t,
     mut edit: impl FnMut(&ngx_table_elt_t) -> Edit,
 ) -> Result<(), NoMemory> {
-    // SAFETY: per the caller; collected before `list` is reinitialised.
+    // SAFETY: per the caller. `source` is not `list`: reinitialising and pushing onto
+    // `list` leave the parts `source` reaches as they are.
     let elts = unsafe { elements(source) };
+    let count = source.part.nelts.max(4);
     // SAFETY: pool is live; the element size is the header element's.
-    if unsafe { ngx_list_init(list, pool, elts.len().max(4), size_of::<ngx_table_elt_t>()) } != 0 {
+    if unsafe { ngx_list_init(list, pool, count, size_of::<ngx_table_elt_t>()) } != 0 {
         return Err(NoMemory);
     }
     for elt in elts {
