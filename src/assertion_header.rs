@@ -21,6 +21,7 @@ thread_local! {
 pub struct SignedHeader {
     pub name: &'static [u8],
     pub lowcase_name: &'static [u8],
+    pub indexed: bool,
     pub value: ngx_str_t,
 }
 
@@ -77,6 +78,7 @@ pub fn assertion_header(
     Ok(Some(SignedHeader {
         name: header.name(),
         lowcase_name: header.lowcase_name(),
+        indexed: header.indexed,
         value,
     }))
 }

@@ -57,6 +57,9 @@ pub enum MergeError {
 pub struct IdentityHeader {
     pub name: Vec<u8>,
     pub lowcase_name: Vec<u8>,
+    /// Whether nginx keeps a shortcut in `headers_in` for this name (decided once here,
+    /// not on every request: `headers_in::is_indexed`).
+    pub indexed: bool,
     pub value: *mut ngx_http_complex_value_t,
 }
 
@@ -126,6 +129,8 @@ pub struct SealedCookie {
 pub struct AssertionHeader {
     pub name: Vec<u8>,
     pub lowcase_name: Vec<u8>,
+    /// As `IdentityHeader::indexed`.
+    pub indexed: bool,
     pub spec: crate::assertion::AssertionSpec,
 }
 

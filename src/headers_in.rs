@@ -197,6 +197,7 @@ pub fn add_request_header(
     r: &mut ngx_http_request_t,
     name: &'static [u8],
     lowcase_name: &'static [u8],
+    indexed: bool,
     value: ngx_str_t,
 ) -> Result<(), NoMemory> {
     // SAFETY: headers_in.headers is the request's live list of ngx_table_elt_t.
@@ -216,15 +217,16 @@ pub fn add_request_header(
         (*elt).value = value;
         (*elt).lowcase_key = lowcase_name.as_ptr() as *mut u8;
     }
-    if is_indexed(name) {
+    if indexed {
         // e.g. `identity_header Authorization ...`: nginx's own readers see it too.
         relink_shortcuts(r)?;
     }
     Ok(())
 }
 
-/// Whether nginx keeps a shortcut in `headers_in` for headers called `name`.
-fn is_indexed(name: &[u8]) -> bool {
+/// Whether nginx keeps a shortcut in `headers_in` for headers called `name` (the
+/// caller passes it to `add_request_header`).
+pub fn is_indexed(name: &[u8]) -> bool {
     let mut entry =
         ptr::addr_of!(ngx::ffi::ngx_http_headers_in) as *const ngx::ffi::ngx_http_header_t;
     loop {

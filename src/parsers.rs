@@ -164,6 +164,7 @@ pub fn header(
     headers.push(IdentityHeader {
         name: name.as_bytes().to_vec(),
         lowcase_name: name.as_bytes().to_ascii_lowercase(),
+        indexed: crate::headers_in::is_indexed(name.as_bytes()),
         value: cv,
     });
     Ok(())

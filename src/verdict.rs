@@ -75,11 +75,23 @@ fn apply(
                 Ok(Ok(assertion)) => {
                     for (h, value) in conf.identity_headers().iter().zip(values.iter()) {
                         if value.len != 0 {
-                            headers_in::add_request_header(r, h.name(), h.lowcase_name(), *value)?;
+                            headers_in::add_request_header(
+                                r,
+                                h.name(),
+                                h.lowcase_name(),
+                                h.indexed,
+                                *value,
+                            )?;
                         }
                     }
                     if let Some(a) = assertion {
-                        headers_in::add_request_header(r, a.name, a.lowcase_name, a.value)?;
+                        headers_in::add_request_header(
+                            r,
+                            a.name,
+                            a.lowcase_name,
+                            a.indexed,
+                            a.value,
+                        )?;
                     }
                     ctx.headers_from.set(conf);
                     ctx.accepted.set(true);

@@ -76,6 +76,7 @@ pub fn assertion(
         Assertion::Header(Box::new(AssertionHeader {
             name: name.as_bytes().to_vec(),
             lowcase_name: name.as_bytes().to_ascii_lowercase(),
+            indexed: crate::headers_in::is_indexed(name.as_bytes()),
             spec,
         })),
     )
