@@ -28,7 +28,9 @@ use crate::ngx_codes::{rc, NGX_AGAIN, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_OK}
 use crate::outcome::{ConnectionLog, HandlerError, Next};
 use crate::pool::NoMemory;
 use crate::request_ctx::CacheUse;
-use crate::request_ctx::{new_request_ctx, request_ctx, Basis, RequestCtx, State};
+use crate::request_ctx::{
+    mark_stripped, new_request_ctx, request_ctx, stripped_in_post_read, Basis, RequestCtx, State,
+};
 use crate::require;
 use crate::sealed_cookie::open_sealed;
 use crate::verdict::{conclude, strip_session_cookie};
@@ -85,9 +87,14 @@ pub extern "C" fn access_strip_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
 
 fn strip_for_location(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<(), NoMemory> {
     let Some(ctx) = request_ctx(r) else {
-        // No exchange yet. Post-read removed the server's protected names already, but a
-        // request nginx refused while reading its headers reaches an `error_page`
-        // location without post-read, so the server's names go here too.
+        // No exchange yet. Post-read removed the server's protected names already, which
+        // include every location's (`protected_names`), unless the request came here by
+        // an internal redirect, or another post-read handler ended that phase before
+        // this module's: a request nginx refused while reading its headers reaches an
+        // `error_page` location without post-read. Then the server's names go here.
+        if stripped_in_post_read(r) {
+            return Ok(());
+        }
         let server_names = &srv_conf(r).protected;
         if !conf.spoofable.is_empty() || !server_names.is_empty() {
             strip_names(r, |name| {
@@ -163,7 +170,10 @@ pub extern "C" fn post_read_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let stripped = kept
         .and_then(|()| strip_names(r, |name| names.iter().any(|n| header_names_match(n, name))));
     match stripped {
-        Ok(()) => NGX_DECLINED,
+        Ok(()) => {
+            mark_stripped(r);
+            NGX_DECLINED
+        }
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, r.connection_log(), "identity: {e}");
             rc(HTTPStatus::INTERNAL_SERVER_ERROR)

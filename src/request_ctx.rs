@@ -315,6 +315,9 @@ pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
     let slot = unsafe { (*main).ctx.add(module().ctx_index) };
     // SAFETY: as above.
     let mut p = unsafe { *slot } as *const RequestCtx;
+    if p as *const u8 == &STRIPPED_MARK {
+        return None;
+    }
     // SAFETY: main is live; reading its flags.
     let redirected = unsafe { (*main).internal() != 0 || (*main).filter_finalize() != 0 };
     if p.is_null() && redirected {
@@ -335,6 +338,26 @@ pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
     }
     // SAFETY: this module only ever stores a RequestCtx there, and only shares it.
     unsafe { p.as_ref() }
+}
+
+/// What the post-read handler leaves in a main request's context slot once it has
+/// removed the server's protected names, until `new_request_ctx` puts a context there.
+/// nginx clears the slot on an internal redirect, the one way into the access phase
+/// that skips post-read.
+static STRIPPED_MARK: u8 = 0;
+
+/// Records that post-read removed the server's protected names from main request `r`.
+pub fn mark_stripped(r: &mut ngx_http_request_t) {
+    // SAFETY: r->ctx has a slot per module; this module's is empty before any context.
+    unsafe { *r.ctx.add(module().ctx_index) = &STRIPPED_MARK as *const u8 as *mut c_void };
+}
+
+/// Whether post-read removed the server's protected names from main request `r` and
+/// nothing (an internal redirect) has restarted its phases since.
+pub fn stripped_in_post_read(r: &ngx_http_request_t) -> bool {
+    // SAFETY: r->ctx has a slot per module.
+    let p = unsafe { *r.ctx.add(module().ctx_index) };
+    ptr::eq(p as *const u8, &STRIPPED_MARK)
 }
 
 /// Makes a new context for the main request `r`, dropped with its pool.
