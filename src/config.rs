@@ -61,6 +61,26 @@ pub struct IdentityHeader {
     /// not on every request: `headers_in::is_indexed`).
     pub indexed: bool,
     pub value: *mut ngx_http_complex_value_t,
+    /// Where the value comes from, when it can be read without nginx's script engine.
+    pub source: HeaderSource,
+}
+
+/// What an `identity_header` value is made of.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HeaderSource {
+    /// Exactly `$identity`: the identity's bytes, read in place.
+    Identity,
+    /// Anything else, through `value`.
+    Complex,
+}
+
+impl HeaderSource {
+    pub fn of(value: &[u8]) -> HeaderSource {
+        match crate::header::single_variable(value).as_deref() {
+            Some(b"identity") => HeaderSource::Identity,
+            _ => HeaderSource::Complex,
+        }
+    }
 }
 
 impl IdentityHeader {

@@ -166,6 +166,7 @@ pub fn header(
         lowcase_name: name.as_bytes().to_ascii_lowercase(),
         indexed: crate::headers_in::is_indexed(name.as_bytes()),
         value: cv,
+        source: crate::config::HeaderSource::of(value.as_bytes()),
     });
     Ok(())
 }

@@ -5,7 +5,7 @@ use ngx::ffi::{ngx_http_complex_value, ngx_http_request_t, ngx_int_t, ngx_str_t,
 use ngx::ngx_log_error;
 
 use crate::assertion_header::assertion_header;
-use crate::config::IdentityConf;
+use crate::config::{HeaderSource, IdentityConf};
 use crate::decision::{IdentityStatus, Reason, Verdict};
 use crate::header::{check_header_value, strip_cookies};
 use crate::headers_in::{self, Edit};
@@ -148,8 +148,21 @@ fn identity_headers(
     ctx.identity_visible.set(true);
     for (h, slot) in conf.identity_headers().iter().zip(values.iter_mut()) {
         let mut value = ngx_str_t::default();
-        // SAFETY: h.value was compiled at configuration time for this module.
-        if unsafe { ngx_http_complex_value(r, h.value, &mut value) } != NGX_OK {
+        let evaluated = match h.source {
+            // What `$identity` gives, without the script engine's copy.
+            HeaderSource::Identity => {
+                if let Some((data, len)) = ctx.identity() {
+                    value = ngx_str_t {
+                        data: data as *mut u8,
+                        len,
+                    };
+                }
+                NGX_OK
+            }
+            // SAFETY: h.value was compiled at configuration time for this module.
+            HeaderSource::Complex => unsafe { ngx_http_complex_value(r, h.value, &mut value) },
+        };
+        if evaluated != NGX_OK {
             return Err((
                 format!(
                     "the value of identity_header \"{}\" could not be evaluated",

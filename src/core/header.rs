@@ -9,7 +9,9 @@ mod cookie;
 mod key_names;
 
 pub use cookie::{cookie_count, cookie_value, strip_cookies};
-pub use key_names::{cookie_names_in_key, header_is_variable, header_names_in_key};
+pub use key_names::{
+    cookie_names_in_key, header_is_variable, header_names_in_key, single_variable,
+};
 
 /// Whether two header names denote the same header for anti-spoofing purposes:
 /// compared case-insensitively, with `_`, `.` and `-` the same, because many upstreams

@@ -56,6 +56,21 @@ fn names_in_key(source: &[u8], prefix: &[u8]) -> Vec<Vec<u8>> {
     names
 }
 
+/// The variable an nginx value consists of when it is exactly one (`$name` or
+/// `${name}`), lowercased as nginx looks variables up.
+pub fn single_variable(source: &[u8]) -> Option<Vec<u8>> {
+    let inner = match source {
+        [b'$', b'{', inner @ .., b'}'] => inner,
+        [b'$', inner @ ..] => inner,
+        _ => return None,
+    };
+    let is_name = !inner.is_empty()
+        && inner
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+    is_name.then(|| inner.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +90,32 @@ mod tests {
         assert!(header_is_variable(b"x_api_KEY", b"x_api_key"));
         assert!(!header_is_variable(b"X-Api-Keys", b"x_api_key"));
         assert!(!header_is_variable(b"X.Api.Key", b"x_api_key"));
+    }
+
+    #[test]
+    fn single_variables() {
+        assert_eq!(
+            single_variable(b"$identity").as_deref(),
+            Some(&b"identity"[..])
+        );
+        assert_eq!(
+            single_variable(b"${Identity_Claim_userId}").as_deref(),
+            Some(&b"identity_claim_userid"[..])
+        );
+        for other in [
+            &b"identity"[..],
+            b"$",
+            b"${}",
+            b"${identity",
+            b"$identity ",
+            b" $identity",
+            b"$identity.x",
+            b"$identity$identity",
+            b"${identity}x",
+            b"x$identity",
+        ] {
+            assert_eq!(single_variable(other), None, "{other:?}");
+        }
     }
 
     #[test]
