@@ -192,6 +192,32 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_at_every_place_is_judged_alike() {
+        let reference = |v: &[u8]| {
+            v.iter().find_map(|&b| match b {
+                b'\r' => Some(UnsafeValue::CarriageReturn),
+                b'\n' => Some(UnsafeValue::LineFeed),
+                0 => Some(UnsafeValue::Nul),
+                0x01..=0x08 | 0x0a..=0x1f | 0x7f => Some(UnsafeValue::Control(b)),
+                _ => None,
+            })
+        };
+        for len in [1, 7, 8, 15, 16, 17, 31, 32, 33, 200] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    assert_eq!(
+                        check_header_value(&v).err(),
+                        reference(&v),
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_identity_loses_its_line_ending_only() {
         assert_eq!(trim_identity(b"a.b.c\n"), b"a.b.c");
         assert_eq!(trim_identity(b"a.b.c\r\n"), b"a.b.c");
