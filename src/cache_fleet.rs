@@ -1,7 +1,7 @@
 //! A synced zone's side of its Redis link (`identity_cache_sync`): the link's lease in
 //! the zone's header, and what a (re)connected link does to the entries.
 
-use crate::cache_entry::{key_input, key_input_with_headers, TAG_LEN};
+use crate::cache_entry::{key_input_with_headers, TAG_LEN};
 use crate::cache_zone::{now_ms, CacheZone, Locked, Node};
 
 /// How long one renewal of the lease lasts: the subscriber renews it every second, so
@@ -78,8 +78,10 @@ impl CacheZone {
         match self.fleet.get() {
             Some(fleet) => {
                 let digest = fleet.key.credential_digest(credential, passed);
-                self.tag(&key_input(question, &digest))
+                Some(self.hasher()?.key_tag(question, &digest))
             }
+            // The usual case, on every request: no input built.
+            None if passed.is_empty() => Some(self.hasher()?.key_tag(question, credential)),
             None => self.tag(&key_input_with_headers(question, credential, passed)),
         }
     }
@@ -90,7 +92,7 @@ impl CacheZone {
     pub fn purge_digest(&self, digest: &[u8; 32]) -> bool {
         let mut removed = false;
         for question in self.questions() {
-            if let Some(tag) = self.tag(&key_input(&question, digest)) {
+            if let Some(tag) = self.hasher().map(|h| h.key_tag(&question, digest)) {
                 removed |= self.purge(&tag);
             }
         }

@@ -183,12 +183,17 @@ impl CacheZone {
 
     /// The cache key for a credential.
     pub fn tag(&self, credential: &[u8]) -> Option<[u8; TAG_LEN]> {
+        Some(self.hasher()?.tag(credential))
+    }
+
+    /// The zone's keyed hash, made from its secret on first use.
+    pub fn hasher(&self) -> Option<&KeyHasher> {
         if let Some(hasher) = self.hasher.get() {
-            return Some(hasher.tag(credential));
+            return Some(hasher);
         }
         let secret = self.lock()?.secret();
         let hasher = KeyHasher::new(&secret)?;
-        Some(self.hasher.get_or_init(|| hasher).tag(credential))
+        Some(self.hasher.get_or_init(|| hasher))
     }
 
     pub(crate) fn warn_full(&self) {

@@ -17,9 +17,23 @@ impl KeyHasher {
     }
 
     pub fn tag(&self, credential: &[u8]) -> [u8; TAG_LEN] {
+        self.tag_of_parts(&[credential])
+    }
+
+    /// The tag of the parts' concatenation, which is never built (no allocation).
+    pub fn tag_of_parts(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
         let mut mac = self.0.clone();
-        mac.update(credential);
+        for part in parts {
+            mac.update(part);
+        }
         mac.finalize().into_bytes().into()
+    }
+
+    /// `self.tag(&key_input(question, credential))`, without building the input: the
+    /// cache key of every request.
+    pub fn key_tag(&self, question: &[u8], credential: &[u8]) -> [u8; TAG_LEN] {
+        let len = (question.len() as u64).to_le_bytes();
+        self.tag_of_parts(&[b"K", &len, question, credential])
     }
 }
 
@@ -105,6 +119,15 @@ mod tests {
         let want = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         let got: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn key_tag_is_the_tag_of_key_input() {
+        let h = KeyHasher::new(&[9; 32]).unwrap();
+        for (q, c) in [(&b""[..], &b""[..]), (b"/a", b"b/c"), (b"/ab", b"/c")] {
+            assert_eq!(h.key_tag(q, c), h.tag(&key_input(q, c)));
+        }
+        assert_ne!(h.key_tag(b"/a", b"b/c"), h.key_tag(b"/ab", b"/c"));
     }
 
     #[test]
