@@ -95,9 +95,11 @@ run: module
 stop:
 	@NGINX_BINARY=$(NGINX_BIN) bash scripts/demo.sh stop
 
-# One table of worker CPU per request and requests per second (scripts/bench).
+# One table of worker CPU per request and requests per second (scripts/bench), then the
+# instructions per request beside it (BENCH_INSTRUCTIONS=0 leaves them out).
 bench: module
 	@bash scripts/bench
+	@if [ "$${BENCH_INSTRUCTIONS:-1}" != 0 ]; then bash scripts/bench --instructions; fi
 
 # User-space instructions per request under valgrind --tool=callgrind (floor, cache hit,
 # sealed cookie): the deterministic figure beside make bench's timings.
