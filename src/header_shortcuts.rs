@@ -186,23 +186,70 @@ pub fn flush_header_variables(r: &mut ngx_http_request_t) {
     if r.variables.is_null() {
         return;
     }
-    // SAFETY: main_conf holds the core module's main configuration at its index.
-    let cmcf = unsafe {
+    let cmcf = core_main_conf(r);
+    let known = &crate::module::main_conf(r).header_variables;
+    let forget = |value: &mut ngx::ffi::ngx_variable_value_t| {
+        value.set_valid(0);
+        value.set_not_found(0);
+    };
+    for &i in &known.indexes {
+        if i < cmcf.variables.nelts {
+            // SAFETY: r->variables has one slot per indexed variable of cmcf->variables.
+            forget(unsafe { &mut *r.variables.add(i) });
+        }
+    }
+    // Variables indexed after postconfiguration (by a module configured later), if any.
+    let vars = cmcf.variables.elts as *const ngx::ffi::ngx_http_variable_t;
+    for i in known.scanned..cmcf.variables.nelts {
+        // SAFETY: as above; vars holds nelts variables.
+        let (var, value) = unsafe { (&*vars.add(i), &mut *r.variables.add(i)) };
+        if reads_headers(var.name.as_bytes()) {
+            forget(value);
+        }
+    }
+}
+
+/// The indexed variables that read request headers, listed once per configuration so a
+/// flush touches only them instead of comparing every variable's name.
+#[derive(Default)]
+pub struct HeaderVariables {
+    indexes: Vec<usize>,
+    /// How many indexed variables there were when listed.
+    scanned: usize,
+}
+
+impl HeaderVariables {
+    pub const NONE: HeaderVariables = HeaderVariables {
+        indexes: Vec::new(),
+        scanned: 0,
+    };
+
+    /// Lists them from the core module's variables at postconfiguration.
+    pub fn list(cmcf: &ngx::ffi::ngx_http_core_main_conf_t) -> HeaderVariables {
+        let vars = cmcf.variables.elts as *const ngx::ffi::ngx_http_variable_t;
+        let indexes = (0..cmcf.variables.nelts)
+            // SAFETY: the array holds nelts variables.
+            .filter(|&i| reads_headers(unsafe { &*vars.add(i) }.name.as_bytes()))
+            .collect();
+        HeaderVariables {
+            indexes,
+            scanned: cmcf.variables.nelts,
+        }
+    }
+}
+
+fn reads_headers(name: &[u8]) -> bool {
+    name.starts_with(b"http_")
+        || name.starts_with(b"cookie_")
+        || name == b"proxy_add_x_forwarded_for"
+        || name == b"remote_user"
+}
+
+fn core_main_conf<'a>(r: &ngx_http_request_t) -> &'a ngx::ffi::ngx_http_core_main_conf_t {
+    // SAFETY: main_conf holds the core module's main configuration at its index, which
+    // outlives the request.
+    unsafe {
         &*(*r.main_conf.add(ngx::ffi::ngx_http_core_module.ctx_index))
             .cast::<ngx::ffi::ngx_http_core_main_conf_t>()
-    };
-    let vars = cmcf.variables.elts as *const ngx::ffi::ngx_http_variable_t;
-    for i in 0..cmcf.variables.nelts {
-        // SAFETY: r->variables has one slot per indexed variable of cmcf->variables.
-        let (var, value) = unsafe { (&*vars.add(i), &mut *r.variables.add(i)) };
-        let name = var.name.as_bytes();
-        let reads_headers = name.starts_with(b"http_")
-            || name.starts_with(b"cookie_")
-            || name == b"proxy_add_x_forwarded_for"
-            || name == b"remote_user";
-        if reads_headers {
-            value.set_valid(0);
-            value.set_not_found(0);
-        }
     }
 }

@@ -44,6 +44,9 @@ pub struct MainConf {
     /// Where `identity_sealed_revoke` appears (file:line), checked against
     /// `identity_sealed_keys` once the http block is read.
     pub revoke_places: Vec<String>,
+    /// The indexed variables that read request headers, as found at postconfiguration
+    /// (`header_shortcuts::flush_header_variables`).
+    pub header_variables: crate::header_shortcuts::HeaderVariables,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -98,6 +101,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     previous_fleet_key: None,
     revocations: None,
     revoke_places: Vec::new(),
+    header_variables: crate::header_shortcuts::HeaderVariables::NONE,
 };
 
 /// This module's configuration for the server `r` is in.
@@ -311,6 +315,11 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     if let Err(reason) = answer_headers::collect_referenced(unsafe { &mut *cf }) {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "identity: {reason}");
         return NGX_ERROR;
+    }
+    // SAFETY: nginx passes the live configuration of the http block.
+    let cf = unsafe { &*cf };
+    if let (Some(core), Some(main)) = (NgxHttpCoreModule::main_conf(cf), main_conf_of(cf)) {
+        main.header_variables = crate::header_shortcuts::HeaderVariables::list(core);
     }
     NGX_OK
 }
