@@ -39,7 +39,7 @@ pub type Parsed = Result<Claims, ClaimsError>;
 /// (the body's start for the first) to the key's text, the key's length, from the key's
 /// end to the value, each a byte, and the value's length (two bytes, little-endian). The
 /// gaps are JSON punctuation and whitespace; with them a hit finds every field by
-/// addition, without reading the body.
+/// addition, reading only the bytes between fields to check them.
 const INDEX_NONE: u8 = 0;
 const INDEX_NOT_JSON: u8 = 1;
 const INDEX_NOT_AN_OBJECT: u8 = 2;
