@@ -5,7 +5,7 @@
 
 use core::ptr;
 
-use crate::cache_entry::{encode, TAG_LEN};
+use crate::cache_entry::{encode, Cached, TAG_LEN};
 use crate::cache_policy;
 use crate::decision::Answer;
 
@@ -13,8 +13,8 @@ pub use crate::cache_policy::LockPolicy;
 pub use crate::cache_zone::{init_zone, CacheZone};
 use crate::cache_zone::{now_ms, now_secs};
 
-/// What a lookup found.
-pub type Lookup = cache_policy::Lookup<Answer>;
+/// What a lookup found: answers with their claims as the entry recorded them.
+pub type Lookup = cache_policy::Lookup<Cached>;
 
 impl CacheZone {
     /// Finds `tag`. `waiting_since_ms` is set for a request that waited on another's call.
@@ -128,7 +128,7 @@ impl CacheZone {
     /// Records that the call for `tag` failed, releasing its lock so waiters stop waiting
     /// (onto the stale or error path, not into calls of their own). Returns the stale
     /// answer if one may still be served.
-    pub fn fail(&self, tag: &[u8; TAG_LEN]) -> Option<Answer> {
+    pub fn fail(&self, tag: &[u8; TAG_LEN]) -> Option<Cached> {
         let z = self.lock()?;
         let now_ms = now_ms();
         // SAFETY: the lock is held; find returns a live node or null.

@@ -63,32 +63,34 @@ pub fn consult_cache(
         .zone()
         .lookup(&cache.tag, conf.lock_policy(), waiting_since_ms)
     {
-        Lookup::Fresh(answer) if !vary_matches(r, cache.zone(), &answer) => {
+        Lookup::Fresh(cached) if !vary_matches(r, cache.zone(), &cached.answer) => {
             // The same question and credential, but other values of the headers the
             // user service said its answer depends on: a miss, whose answer replaces it.
             cache.outcome.set(IdentityStatus::Miss);
             fetch(r, conf, ctx)
         }
-        Lookup::Fresh(answer) => {
+        Lookup::Fresh(cached) => {
             cache.outcome.set(if waiting_since_ms.is_some() {
                 IdentityStatus::Coalesced
             } else {
                 IdentityStatus::Hit
             });
-            *ctx.answer.write() = answer;
+            ctx.set_cached(cached);
             finish(r, conf, ctx)
         }
         Lookup::PeerFailed(stale) => {
-            *ctx.answer.write() = match stale {
-                Some(answer) if vary_matches(r, cache.zone(), &answer) => {
+            match stale {
+                Some(cached) if vary_matches(r, cache.zone(), &cached.answer) => {
                     cache.outcome.set(IdentityStatus::Stale);
-                    answer
+                    ctx.set_cached(cached);
                 }
-                _ => Answer {
-                    failure: Some("the user service call this request waited for failed"),
-                    ..Answer::default()
-                },
-            };
+                _ => {
+                    *ctx.answer.write() = Answer {
+                        failure: Some("the user service call this request waited for failed"),
+                        ..Answer::default()
+                    }
+                }
+            }
             finish(r, conf, ctx)
         }
         Lookup::Wait => {
@@ -186,9 +188,10 @@ pub fn finish(
                 }
                 Record::Fail => {
                     let stale = cache.zone().fail(&cache.tag);
-                    if let Some(stale) = stale.filter(|a| vary_matches(r, cache.zone(), a)) {
+                    if let Some(stale) = stale.filter(|c| vary_matches(r, cache.zone(), &c.answer))
+                    {
                         cache.outcome.set(IdentityStatus::Stale);
-                        *ctx.answer.write() = stale;
+                        ctx.set_cached(stale);
                     }
                 }
                 Record::Nothing => {}

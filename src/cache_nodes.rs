@@ -7,10 +7,9 @@ use core::ptr;
 use nginx_sys::{ngx_queue_insert_after, ngx_queue_remove};
 use ngx::ffi::{ngx_queue_t, ngx_slab_alloc_locked, ngx_slab_free_locked};
 
-use crate::cache_entry::{decode, TAG_LEN};
+use crate::cache_entry::{decode, Cached, TAG_LEN};
 use crate::cache_policy::{self, EntryState, Evict};
 use crate::cache_zone::{now_ms, Locked, Node};
-use crate::decision::Answer;
 
 impl Locked<'_> {
     /// Whether call `call`'s answer is newer than what `node` (live or null) records and
@@ -231,7 +230,8 @@ impl Node {
         }
     }
 
-    pub(crate) fn answer(&self) -> Option<Answer> {
+    /// The kept answer, with its claims as the entry recorded them.
+    pub(crate) fn answer(&self) -> Option<Cached> {
         if self.blob.is_null() {
             return None;
         }

@@ -5,6 +5,8 @@
 //! changes: nginx calls this module's variable handlers (and header filters that read
 //! them) from inside the calls the handler makes, so no `&mut` may be live then.
 
+use std::borrow::Cow;
+
 use core::cell::{Cell, OnceCell, Ref, RefCell, RefMut, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr;
@@ -12,7 +14,7 @@ use core::ptr;
 use ngx::ffi::{ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_pool_cleanup_add};
 
 use crate::cache::CacheZone;
-use crate::cache_entry::TAG_LEN;
+use crate::cache_entry::{Cached, TAG_LEN};
 use crate::claims::{Claims, ClaimsError};
 use crate::config::IdentityConf;
 use crate::decision::{Answer, IdentityStatus, Reason};
@@ -89,6 +91,15 @@ pub struct RequestCtx {
     /// Whether the answer was opened from a sealed cookie.
     pub sealed: Cell<bool>,
     pub wait: WaitTimer,
+}
+
+/// A claim's text (`RequestCtx::claim`).
+pub enum ClaimText {
+    /// Bytes of the answer's body as they stand, which stay put for the rest of the
+    /// request as `RequestCtx::identity`'s do: no copy is needed.
+    InBody(*const u8, usize),
+    /// Decoded text: a string with escapes, an array, an object.
+    Owned(String),
 }
 
 /// This request's part in a cache zone.
@@ -183,8 +194,9 @@ impl RequestCtx {
         Some((identity.as_ptr(), identity.len()))
     }
 
-    /// Claim `name` of the identity body, parsing it once.
-    pub fn claim(&self, name: &str) -> Result<Option<String>, ClaimsError> {
+    /// Claim `name` of the identity body, parsing it once (not at all for a cache
+    /// entry that recorded its claims: `set_cached`).
+    pub fn claim(&self, name: &str) -> Result<Option<ClaimText>, ClaimsError> {
         if !self.identity_visible.get() {
             return Ok(None);
         }
@@ -192,8 +204,28 @@ impl RequestCtx {
             return Ok(None);
         };
         match self.claims.get_or_init(|| Claims::parse(&answer.body)) {
-            Ok(claims) => Ok(claims.get(&answer.body, name)),
+            Ok(claims) => Ok(claims.text(&answer.body, name).map(|text| match text {
+                Cow::Borrowed(t) => ClaimText::InBody(t.as_ptr(), t.len()),
+                Cow::Owned(t) => ClaimText::Owned(t),
+            })),
             Err(e) => Err(*e),
+        }
+    }
+
+    /// Puts an answer from the cache in place, with the claims its entry recorded, so
+    /// that reading a claim parses no JSON. The claims are only ever read once the
+    /// verdict makes the body visible, after which the answer is not replaced, so they
+    /// cannot have been taken from an earlier body; and they are set only with the
+    /// answer they were made from (not when the write is lost).
+    pub fn set_cached(&self, cached: Cached) {
+        match self.answer.write() {
+            AnswerMut::Held(mut a) => {
+                *a = cached.answer;
+                if let Some(claims) = cached.claims {
+                    let _ = self.claims.set(claims);
+                }
+            }
+            AnswerMut::Lost(_) => {}
         }
     }
 

@@ -264,7 +264,12 @@ unsafe extern "C" fn get_claim(
         return not_found(v);
     };
     match ctx.claim(claim) {
-        Ok(Some(text)) => set_value(r, v, text.as_bytes()),
+        // The body lives as long as the request (as `$identity`'s): no copy is needed.
+        Ok(Some(crate::request_ctx::ClaimText::InBody(data, len))) => {
+            set_static(v, data as *mut u8, len);
+            NGX_OK
+        }
+        Ok(Some(crate::request_ctx::ClaimText::Owned(text))) => set_value(r, v, text.as_bytes()),
         Ok(None) | Err(_) => not_found(v),
     }
 }

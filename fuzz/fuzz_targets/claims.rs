@@ -1,7 +1,8 @@
 //! Claim extraction from arbitrary user-service bodies, differential: `Claims::parse`
 //! (a fast scanner, serde_json when it is not sure) and `Claims::get` must agree with the
 //! serde_json-only reference on every input: the same refusal, the same fields in the
-//! same order, the same claim text.
+//! same order, the same claim text. The claims index a cache entry keeps
+//! (`Claims::index`) must give back what parsing gives, or nothing (parse when read).
 #![no_main]
 
 use identity_core::claims::{self, reference};
@@ -16,6 +17,22 @@ fuzz_target!(|data: &[u8]| {
     let body = body.get(1..).unwrap_or(body);
     let fast = claims::Claims::parse(body);
     let slow = reference::parse(body);
+    let mut record = Vec::new();
+    claims::Claims::index(body, &mut record);
+    let mut rest = &record[..];
+    let index = claims::Index::take(&mut rest).expect("an index reads back");
+    assert!(rest.is_empty());
+    let indexed = index.claims(body).expect("an index fits its own body");
+    match (&fast, &indexed) {
+        (Ok(f), Some(Ok(i))) => {
+            assert!(reference::is_fast(f) && reference::is_fast(i));
+            assert_eq!(reference::fields(i, body), reference::fields(f, body));
+        }
+        // Not indexed (serde_json's path, or a field too long for the index's bytes).
+        (Ok(_), None) => {}
+        (Err(f), Some(Err(i))) => assert_eq!(f, i),
+        _ => panic!("parse {fast:?} vs index {indexed:?}"),
+    }
     match (&fast, &slow) {
         (Ok(f), Ok(s)) => {
             let fields = reference::fields(f, body);
@@ -29,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
             }
             for n in &names {
                 let got = f.get(body, n);
+                if let Some(Ok(i)) = &indexed {
+                    assert_eq!(i.get(body, n), got, "{n}");
+                    assert_eq!(i.text(body, n).map(|t| t.into_owned()), got, "{n}");
+                }
                 assert_eq!(got, reference::get(s, body, n), "{n}");
                 assert_eq!(got, reference::get(f, body, n), "{n}");
                 assert_eq!(f.raw_all(body, n), s.raw_all(body, n), "{n}");

@@ -8,7 +8,7 @@ mod key;
 mod ttl;
 mod vary;
 
-pub use encoding::{decode, encode};
+pub use encoding::{decode, encode, Cached};
 pub use key::{key_input, key_input_with_headers, question, KeyHasher};
 pub use ttl::{parse_status_range, ttl_for, ValidRule, DEFAULT_VALID};
 pub use vary::{parse_vary, vary_input, Vary};

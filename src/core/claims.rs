@@ -6,6 +6,11 @@
 //! claim (UTF-8, then JSON), so the usual body takes a fast path (`scan`): one pass, no
 //! allocation, the spans kept in place; anything it is not sure of goes through
 //! serde_json, which is also the reference the fuzz target compares the fast path with.
+//!
+//! A cache entry keeps what parsing found (`Claims::index`), so a cache hit rebuilds
+//! its claims from a few lengths (`Index::claims`) instead of reading the JSON again.
+
+use std::borrow::Cow;
 
 use core::fmt;
 use core::ops::Range;
@@ -24,6 +29,22 @@ pub enum ClaimsError {
     #[error("the user service body is JSON but not an object")]
     NotAnObject,
 }
+
+/// What `Claims::parse` gives for a body.
+pub type Parsed = Result<Claims, ClaimsError>;
+
+/// The kinds of a claims index (`Claims::index`): the body's claims were not recorded
+/// (parse it when a claim is read), the body is refused and why, or `FIELDS + n`: the fast
+/// path's `n` fields, each as `INDEX_FIELD_LEN` bytes: from the end of the previous value
+/// (the body's start for the first) to the key's text, the key's length, from the key's
+/// end to the value, each a byte, and the value's length (two bytes, little-endian). The
+/// gaps are JSON punctuation and whitespace; with them a hit finds every field by
+/// addition, reading only the bytes between fields to check them.
+const INDEX_NONE: u8 = 0;
+const INDEX_NOT_JSON: u8 = 1;
+const INDEX_NOT_AN_OBJECT: u8 = 2;
+const INDEX_FIELDS: u8 = 0x10;
+const INDEX_FIELD_LEN: usize = 5;
 
 /// A top-level key: where it lies in the body, or its text when it held escapes.
 #[derive(Debug)]
@@ -127,8 +148,160 @@ impl Claims {
     /// absent or null. nginx lowercases variable names, so an exact match is tried first
     /// and then a case-insensitive one (`$identity_claim_userid` finds `userId`).
     pub fn get(&self, body: &[u8], name: &str) -> Option<String> {
+        self.text(body, name).map(Cow::into_owned)
+    }
+
+    /// `get`, borrowing from `body` where the text is there as it stands: a string
+    /// without escapes, a number, a boolean. Decoded strings, arrays and objects are
+    /// owned.
+    pub fn text<'a>(&self, body: &'a [u8], name: &str) -> Option<Cow<'a, str>> {
         claim_text(self.value(body, self.find(body, name)?)?)
     }
+
+    /// Appends to `out` the index of `body`'s claims, which `Index::take` reads back and
+    /// `Index::claims` turns into what `parse` gives for `body`, without parsing: the
+    /// fast path's fields (`INDEX_FIELD_LEN` bytes each), or why the body is refused. A
+    /// body the fast path does not take, or whose fields do not fit the index's bytes
+    /// (a key over 255 bytes, a value over 65,535, 255 bytes of whitespace), is recorded
+    /// as not indexed.
+    pub fn index(body: &[u8], out: &mut Vec<u8>) {
+        let spans = match Claims::parse(body) {
+            Err(ClaimsError::NotJson) => return out.push(INDEX_NOT_JSON),
+            Err(ClaimsError::NotAnObject) => return out.push(INDEX_NOT_AN_OBJECT),
+            Ok(Claims {
+                fields: Fields::Spans(spans),
+            }) => spans,
+            Ok(_) => return out.push(INDEX_NONE),
+        };
+        let fields = spans.spans.get(..spans.len).unwrap_or_default();
+        let mut end = 0;
+        let mut record = Vec::with_capacity(fields.len() * INDEX_FIELD_LEN);
+        for f in fields {
+            let byte = |from: u32, to: u32| u8::try_from(to.checked_sub(from)?).ok();
+            let (Some(key_gap), Some(key), Some(value_gap), Some(value)) = (
+                byte(end, f.key.0),
+                byte(f.key.0, f.key.1),
+                byte(f.key.1, f.value.0),
+                f.value
+                    .1
+                    .checked_sub(f.value.0)
+                    .and_then(|l| u16::try_from(l).ok()),
+            ) else {
+                return out.push(INDEX_NONE);
+            };
+            record.extend_from_slice(&[key_gap, key, value_gap]);
+            record.extend_from_slice(&value.to_le_bytes());
+            end = f.value.1;
+        }
+        // At most `scan::INLINE` fields, so the kind stays a byte.
+        out.push(INDEX_FIELDS + fields.len().min(scan::INLINE) as u8);
+        out.extend_from_slice(&record);
+    }
+}
+
+/// A claims index read from a cache entry (`Claims::index`), before it is checked
+/// against the body it was made from.
+#[derive(Debug, Clone, Copy)]
+pub struct Index<'a> {
+    kind: u8,
+    fields: &'a [u8],
+}
+
+impl<'a> Index<'a> {
+    /// Reads the index at the start of `rest` and moves past it; `None` when `rest` does
+    /// not start with one.
+    pub fn take(rest: &mut &'a [u8]) -> Option<Self> {
+        let (&kind, tail) = rest.split_first()?;
+        let n = match kind {
+            INDEX_NONE | INDEX_NOT_JSON | INDEX_NOT_AN_OBJECT => 0,
+            k if (INDEX_FIELDS..=INDEX_FIELDS + scan::INLINE as u8).contains(&k) => {
+                usize::from(k - INDEX_FIELDS)
+            }
+            _ => return None,
+        };
+        let len = n * INDEX_FIELD_LEN;
+        let fields = tail.get(..len)?;
+        *rest = tail.get(len..)?;
+        Some(Index { kind, fields })
+    }
+
+    /// What `Claims::parse(body)` gives, for the body the index was made from:
+    /// `Some(None)` when the index recorded nothing (parse the body when a claim is
+    /// read), `None` when the index does not fit `body` (it was not made from it).
+    pub fn claims(&self, body: &[u8]) -> Option<Option<Parsed>> {
+        match self.kind {
+            INDEX_NONE => Some(None),
+            INDEX_NOT_JSON => Some(Some(Err(ClaimsError::NotJson))),
+            INDEX_NOT_AN_OBJECT => Some(Some(Err(ClaimsError::NotAnObject))),
+            _ => Some(Some(Ok(Claims {
+                fields: Fields::Spans(self.spans(body)?),
+            }))),
+        }
+    }
+
+    /// The fields' spans in `body`, each checked to lie inside it, in order, with its key
+    /// between quotes, and between them only the JSON punctuation and whitespace that
+    /// `scan` found there; so a record of another body, or cut short, is refused.
+    fn spans(&self, body: &[u8]) -> Option<scan::Spans> {
+        // Offsets fit a span's u32 once they are within the body.
+        u32::try_from(body.len()).ok()?;
+        let mut out = scan::Spans {
+            len: 0,
+            spans: [scan::Span::default(); scan::INLINE],
+        };
+        let mut end = 0;
+        // Before the first key: `{`, after each value but the last: `,`.
+        let mut separator = b'{';
+        for (f, slot) in self
+            .fields
+            .chunks_exact(INDEX_FIELD_LEN)
+            .zip(out.spans.iter_mut())
+        {
+            let &[key_gap, key, value_gap, v0, v1] = f else {
+                return None;
+            };
+            let key_start = end + usize::from(key_gap);
+            let key_end = key_start + usize::from(key);
+            let value_start = key_end + usize::from(value_gap);
+            let value_end = value_start + usize::from(u16::from_le_bytes([v0, v1]));
+            // Keys follow `{"` or `,"`, values `":`: each gap is at least 2 bytes.
+            if key_gap < 2
+                || value_gap < 2
+                || value_end <= value_start
+                || !punctuation(body, end, key_start - 1, separator)
+                || body.get(key_start - 1) != Some(&b'"')
+                || body.get(key_end) != Some(&b'"')
+                || !punctuation(body, key_end + 1, value_start, b':')
+            {
+                return None;
+            }
+            *slot = scan::Span {
+                key: (key_start as u32, key_end as u32),
+                value: (value_start as u32, value_end as u32),
+            };
+            out.len += 1;
+            end = value_end;
+            separator = b',';
+        }
+        let closed = if out.len == 0 {
+            // `{}`: the brace opens after whitespace only.
+            let open = scan::ws(body, 0);
+            body.get(open) == Some(&b'{') && punctuation(body, open + 1, body.len(), b'}')
+        } else {
+            punctuation(body, end, body.len(), b'}')
+        };
+        closed.then_some(out)
+    }
+}
+
+/// Whether `b[from..to]` is `c` with nothing but JSON whitespace around it.
+fn punctuation(b: &[u8], from: usize, to: usize, c: u8) -> bool {
+    if to == from + 1 {
+        // The usual case: no whitespace.
+        return b.get(from) == Some(&c);
+    }
+    let at = scan::ws(b, from);
+    at < to && b.get(at) == Some(&c) && scan::ws(b, at + 1) == to
 }
 
 /// The serde_json path of `Claims::parse` (the fast path's reference) and `claim_text`'s
@@ -183,15 +356,18 @@ fn parse_with_serde(text: &str) -> Result<Claims, ClaimsError> {
     })
 }
 
-/// `claim_text_reference`, with a string free of escapes taken as it stands (serde_json
-/// would give the same text, after a second pass over it).
-fn claim_text(raw: &str) -> Option<String> {
-    if let [b'"', inner @ .., b'"'] = raw.as_bytes() {
-        if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
-            return raw.get(1..raw.len() - 1).map(str::to_string);
+/// `claim_text_reference`, borrowing what it would copy as it stands: a string free of
+/// escapes (serde_json would give the same text, after a second pass over it), numbers
+/// and booleans.
+fn claim_text(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes() {
+        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') => {
+            raw.get(1..raw.len() - 1).map(Cow::Borrowed)
         }
+        [b'"' | b'[' | b'{' | b'n', ..] | [] => claim_text_reference(raw).map(Cow::Owned),
+        // Numbers and booleans: their own text, as `claim_text_reference` gives them.
+        _ => Some(Cow::Borrowed(raw)),
     }
-    claim_text_reference(raw)
 }
 
 /// Strings as they are, numbers as written, booleans as `true`/`false`, arrays of
@@ -416,6 +592,124 @@ mod tests {
                 }
                 (Err(f), Err(s)) => assert_eq!(f, s),
                 _ => panic!("{fast:?} vs {slow:?} for {body:?}"),
+            }
+        }
+    }
+
+    /// `Claims::index` of `body`, read back against `body`.
+    fn indexed(body: &[u8]) -> Option<Option<Parsed>> {
+        let mut record = Vec::new();
+        Claims::index(body, &mut record);
+        let mut rest = &record[..];
+        let index = Index::take(&mut rest).expect("an index reads back");
+        assert!(rest.is_empty(), "take reads the whole index");
+        index.claims(body)
+    }
+
+    #[test]
+    fn text_borrows_what_stands_in_the_body() {
+        let b = br#"{"id":"alice","n":-4.5e2,"ok":true,"esc":"a\nb","roles":["x","y"],"o":{"k":1},"nil":null}"#;
+        let c = Claims::parse(b).unwrap();
+        for (name, want) in [("id", "alice"), ("n", "-4.5e2"), ("ok", "true")] {
+            assert!(
+                matches!(c.text(b, name), Some(Cow::Borrowed(t)) if t == want),
+                "{name}"
+            );
+        }
+        for (name, want) in [("esc", "a\nb"), ("roles", "x,y"), ("o", r#"{"k":1}"#)] {
+            assert!(
+                matches!(c.text(b, name), Some(Cow::Owned(t)) if t == want),
+                "{name}"
+            );
+        }
+        assert_eq!(c.text(b, "nil"), None);
+        assert_eq!(c.text(b, "missing"), None);
+    }
+
+    #[test]
+    fn an_index_gives_what_parsing_gives() {
+        let bodies: [&[u8]; 14] = [
+            br#"{"id":"bench-user","name":"Bench User","roles":["admin","dev"],"pad":"xxxx"}"#,
+            br#" { "a" : 1 ,	"b":[1,{"c":"\u00e9"}] ,"d":{"e":[]},"f":-0.5E-3}
+ "#,
+            br#"{"id":"x\"y","id":"second","ID":"case","userId":"u"}"#,
+            br#"{"s":"a\r\nb","t":"\ud800","v":"\/"}"#,
+            br#"{}"#,
+            br#"  {  }  "#,
+            br#"{"e\u0078p":1,"exp":2}"#,
+            br#"[1,2]"#,
+            br#""s""#,
+            br#"{"a":1,}"#,
+            b"{\"a\":\"\xff\"}",
+            b"",
+            br#"{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15}"#,
+            br#"{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16}"#,
+        ];
+        for body in bodies {
+            match (Claims::parse(body), indexed(body)) {
+                (Err(e), Some(Some(Err(i)))) => assert_eq!(e, i),
+                (Ok(p), Some(Some(Ok(i)))) => {
+                    assert!(reference::is_fast(&p) && reference::is_fast(&i));
+                    assert_eq!(reference::fields(&i, body), reference::fields(&p, body));
+                    for name in ["id", "ID", "userid", "a", "b", "f", "s", "t", "v", "k15"] {
+                        assert_eq!(i.get(body, name), p.get(body, name), "{name}");
+                    }
+                }
+                // Escaped keys and more than 16 fields take serde_json, when read.
+                (Ok(p), Some(None)) => assert!(!reference::is_fast(&p)),
+                (p, i) => panic!("{:?} vs {:?} for {body:?}", p, i),
+            }
+        }
+        // A key too long for the index's byte: parsed when read.
+        let long = format!(r#"{{"{}":1}}"#, "k".repeat(256));
+        assert!(matches!(indexed(long.as_bytes()), Some(None)));
+        let fits = format!(r#"{{"{}":1}}"#, "k".repeat(255));
+        assert!(matches!(indexed(fits.as_bytes()), Some(Some(Ok(_)))));
+    }
+
+    #[test]
+    fn an_index_that_does_not_fit_its_body_is_refused() {
+        let body = br#"{"id":"alice","n":12,"roles":["a"]}"#;
+        let mut record = Vec::new();
+        Claims::index(body, &mut record);
+        assert_eq!(record.len(), 1 + 3 * INDEX_FIELD_LEN);
+        let read = |record: &[u8], body: &[u8]| {
+            let mut rest = record;
+            Index::take(&mut rest).and_then(|i| i.claims(body))
+        };
+        assert!(matches!(read(&record, body), Some(Some(Ok(_)))));
+        // The same index against another body.
+        assert!(read(&record, br#"{"id":"bob","n":12,"roles":["a"]}"#).is_none());
+        assert!(read(&record, &body[..body.len() - 1]).is_none());
+        // Each gap and length one off, and lengths past the body.
+        for at in 1..record.len() {
+            for delta in [1u8, 255] {
+                let mut bad = record.clone();
+                bad[at] = bad[at].wrapping_add(delta);
+                assert!(read(&bad, body).is_none(), "byte {at} {delta:+}");
+            }
+        }
+        // More fields than recorded, fewer, more than 16, an unknown kind.
+        for kind in [
+            INDEX_FIELDS + 2,
+            INDEX_FIELDS + 4,
+            INDEX_FIELDS + 17,
+            3,
+            0xff,
+        ] {
+            let mut bad = record.clone();
+            bad[0] = kind;
+            assert!(read(&bad, body).is_none(), "kind {kind:#x}");
+        }
+        // Whatever a single byte becomes, nothing is read outside the body.
+        for at in 0..record.len() {
+            for v in 0..=255u8 {
+                let mut bad = record.clone();
+                bad[at] = v;
+                if let Some(Some(Ok(c))) = read(&bad, body) {
+                    let _ = reference::fields(&c, body);
+                    let _ = c.get(body, "id");
+                }
             }
         }
     }

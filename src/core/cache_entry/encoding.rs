@@ -2,19 +2,28 @@
 
 use super::vary::{parse_vary, Vary};
 use super::TAG_LEN;
+use crate::claims::{Claims, Index, Parsed};
 use crate::decision::Answer;
 
 /// The first byte of every encoded answer: bytes from another layout never decode, so an
 /// entry an older module wrote into a zone kept across a reload is a miss, not misread.
-/// 0xA3 added the answer headers (`$identity_answer_header_NAME`).
-const FORMAT: u8 = 0xA3;
+/// 0xA3 added the answer headers (`$identity_answer_header_NAME`), 0xA4 the claims index.
+const FORMAT: u8 = 0xA4;
+
+/// A decoded entry: the answer, and its body's claims as the entry recorded them
+/// (`None`: not recorded, parse the body when a claim is read).
+pub struct Cached {
+    pub answer: Answer,
+    pub claims: Option<Parsed>,
+}
 
 /// Serialises what a cached answer needs besides its status: content type, relayed
-/// headers, the `Vary` names and digest, the kept answer headers, body. A 2xx answer
-/// without `Vary` or answer headers stores its body behind 9 bytes, so a 200-byte
-/// identity stays within a 256-byte slab slot.
+/// headers, the `Vary` names and digest, the kept answer headers, the index of the
+/// body's claims (`Claims::index`, so a hit parses no JSON), body. A 2xx answer without
+/// `Vary` or answer headers stores its body behind 10 bytes and 5 a claim, so a
+/// 200-byte identity of a handful of claims stays within a 256-byte slab slot.
 pub fn encode(answer: &Answer) -> Vec<u8> {
-    let mut out = Vec::with_capacity(answer.body.len() + 8);
+    let mut out = Vec::with_capacity(answer.body.len() + 64);
     out.push(FORMAT);
     let relayed = !(200..300).contains(&answer.status);
     let (ct, headers) = if relayed {
@@ -37,6 +46,7 @@ pub fn encode(answer: &Answer) -> Vec<u8> {
         &answer.answer_headers[..]
     };
     push_pairs(&mut out, kept);
+    Claims::index(&answer.body, &mut out);
     out.extend_from_slice(&answer.body);
     out
 }
@@ -69,8 +79,9 @@ fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(field);
 }
 
-/// The inverse of `encode`; `None` for bytes `encode` did not write.
-pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
+/// The inverse of `encode`; `None` for bytes `encode` did not write, including a claims
+/// index that does not fit the body.
+pub fn decode(status: u16, bytes: &[u8]) -> Option<Cached> {
     let (&format, mut rest) = bytes.split_first()?;
     if format != FORMAT {
         return None;
@@ -84,7 +95,10 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
         _ => return None,
     }
     let answer_headers = take_pairs(&mut rest)?;
-    Some(Answer {
+    let index = Index::take(&mut rest)?;
+    // The body is what remains; the index is checked against it before anything is copied.
+    let claims = index.claims(rest)?;
+    let answer = Answer {
         status,
         failure: None,
         body: rest.to_vec(),
@@ -94,7 +108,8 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Answer> {
         vary,
         vary_digest,
         answer_headers,
-    })
+    };
+    Some(Cached { answer, claims })
 }
 
 fn take_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
@@ -107,6 +122,7 @@ fn take_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::reference;
 
     #[test]
     fn encoding_round_trips() {
@@ -117,8 +133,13 @@ mod tests {
             ..Answer::default()
         };
         let bytes = encode(&ok);
-        assert_eq!(bytes.len(), ok.body.len() + 9, "2xx keeps only the body");
-        let back = decode(200, &bytes).unwrap();
+        // The body and its claims index: the kind, 5 bytes for its one field.
+        assert_eq!(
+            bytes.len(),
+            ok.body.len() + 10 + 5,
+            "2xx keeps only the body"
+        );
+        let back = decode(200, &bytes).unwrap().answer;
         assert_eq!(back.body, ok.body);
 
         let denied = Answer {
@@ -128,7 +149,7 @@ mod tests {
             relay_headers: vec![(b"WWW-Authenticate".to_vec(), b"Cookie".to_vec())],
             ..Answer::default()
         };
-        let back = decode(401, &encode(&denied)).unwrap();
+        let back = decode(401, &encode(&denied)).unwrap().answer;
         assert_eq!(back.status, 401);
         assert_eq!(back.body, denied.body);
         assert_eq!(back.content_type, denied.content_type);
@@ -146,7 +167,7 @@ mod tests {
             answer_headers: kept.clone(),
             ..Answer::default()
         };
-        let back = decode(202, &encode(&ok)).unwrap();
+        let back = decode(202, &encode(&ok)).unwrap().answer;
         assert_eq!(back.answer_headers, kept);
         assert!(back.body.is_empty());
         let denied = Answer {
@@ -156,12 +177,105 @@ mod tests {
         };
         assert!(decode(401, &encode(&denied))
             .unwrap()
+            .answer
             .answer_headers
             .is_empty());
-        // The previous layout (0xA2) is not read as this one.
-        let mut old = encode(&ok);
-        old[0] = 0xA2;
-        assert!(decode(202, &old).is_none());
+        // The previous layouts (0xA2, 0xA3 without the claims index) are not read as
+        // this one.
+        for format in [0xA2, 0xA3] {
+            let mut old = encode(&ok);
+            old[0] = format;
+            assert!(decode(202, &old).is_none());
+        }
+    }
+
+    /// The identity `make bench` serves: 200 bytes, 5 claims.
+    fn bench_identity() -> Vec<u8> {
+        let mut body = br#"{"id":"bench-user","name":"Bench User","email":"bench-user@example.com","roles":["admin","dev"],"pad":""#.to_vec();
+        body.resize(198, b'x');
+        body.extend_from_slice(b"\"}");
+        body
+    }
+
+    #[test]
+    fn a_200_byte_identity_fits_a_256_byte_slab_slot() {
+        let ok = Answer {
+            status: 200,
+            body: bench_identity(),
+            ..Answer::default()
+        };
+        assert_eq!(ok.body.len(), 200);
+        let bytes = encode(&ok);
+        assert!(bytes.len() <= 256, "{} bytes", bytes.len());
+        let back = decode(200, &bytes).unwrap();
+        let Some(Ok(claims)) = back.claims else {
+            panic!("the claims are indexed");
+        };
+        assert_eq!(
+            claims.get(&back.answer.body, "id").as_deref(),
+            Some("bench-user")
+        );
+        assert_eq!(
+            claims.get(&back.answer.body, "roles").as_deref(),
+            Some("admin,dev")
+        );
+    }
+
+    #[test]
+    fn claims_come_back_as_parsing_gives_them() {
+        let bodies: [&[u8]; 9] = [
+            &bench_identity(),
+            br#"{"id":"x\"y","id":"second","userId":"u","n":1.50}"#,
+            br#" { "name" : "a\r\nX-Admin: 1" , "o":{"k":[1,2]} } "#,
+            br#"{"us\u0065r":"escaped key"}"#,
+            br#"{}"#,
+            b"not json",
+            br#"[1,2]"#,
+            b"{\"a\":\"\xff\"}",
+            b"",
+        ];
+        for body in bodies {
+            let ok = Answer {
+                status: 200,
+                body: body.to_vec(),
+                ..Answer::default()
+            };
+            let back = decode(200, &encode(&ok)).unwrap();
+            assert_eq!(back.answer.body, body);
+            match (Claims::parse(body), back.claims) {
+                (Ok(p), Some(Ok(c))) => {
+                    assert_eq!(reference::fields(&c, body), reference::fields(&p, body));
+                    for name in ["id", "userid", "name", "o", "n", "user"] {
+                        assert_eq!(c.get(body, name), p.get(body, name), "{name}");
+                    }
+                }
+                (Err(p), Some(Err(c))) => assert_eq!(p, c),
+                // Not indexed (an escaped key): the hit parses it, as before.
+                (Ok(p), None) => assert!(!reference::is_fast(&p)),
+                _ => panic!("{body:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_index_that_does_not_fit_the_body_is_a_miss() {
+        let ok = Answer {
+            status: 200,
+            body: br#"{"id":"alice","n":12}"#.to_vec(),
+            ..Answer::default()
+        };
+        let bytes = encode(&ok);
+        // FORMAT, 4 empty fields and pair counts, the index's kind, then its fields.
+        let index = 10;
+        assert_eq!(bytes[index - 1], 0x12);
+        for at in index..index + 10 {
+            let mut bad = bytes.clone();
+            bad[at] = bad[at].wrapping_add(1);
+            assert!(decode(200, &bad).is_none(), "byte {at}");
+        }
+        let mut bad = bytes.clone();
+        bad[index - 1] = 0x11;
+        assert!(decode(200, &bad).is_none(), "one field fewer");
     }
 
     #[test]
@@ -173,7 +287,7 @@ mod tests {
             vary_digest: vec![7; TAG_LEN],
             ..Answer::default()
         };
-        let back = decode(200, &encode(&varied)).unwrap();
+        let back = decode(200, &encode(&varied)).unwrap().answer;
         assert_eq!(back.vary, b"accept-language,x-tenant");
         assert_eq!(back.vary_digest, varied.vary_digest);
         assert_eq!(back.body, varied.body);

@@ -20,6 +20,10 @@ pub enum Vary {
 /// Reads a `Vary` value (several lines joined with commas). Names compare
 /// case-insensitively and their order does not matter.
 pub fn parse_vary(vary: &[u8]) -> Vary {
+    // The usual answer has no `Vary`: every cache hit reads it (decode, vary_matches).
+    if vary.is_empty() {
+        return Vary::Headers(Vec::new());
+    }
     let mut names = Vec::new();
     for name in vary.split(|&b| b == b',') {
         let name = name.trim_ascii();

@@ -76,7 +76,7 @@ pub(super) fn scan(b: &[u8]) -> Option<Spans> {
 }
 
 /// Past JSON whitespace (serde_json's set: space, LF, tab, CR).
-fn ws(b: &[u8], mut i: usize) -> usize {
+pub(super) fn ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
         i += 1;
     }
