@@ -70,15 +70,25 @@ pub struct IdentityHeader {
 pub enum HeaderSource {
     /// Exactly `$identity`: the identity's bytes, read in place.
     Identity,
+    /// Exactly `$identity_claim_NAME`: that claim (NAME lowercased, as nginx gives it to
+    /// the variable), read in place when it needs no decoding.
+    Claim(String),
     /// Anything else, through `value`.
     Complex,
 }
 
 impl HeaderSource {
     pub fn of(value: &[u8]) -> HeaderSource {
-        match crate::header::single_variable(value).as_deref() {
-            Some(b"identity") => HeaderSource::Identity,
-            _ => HeaderSource::Complex,
+        let Some(var) = crate::header::single_variable(value) else {
+            return HeaderSource::Complex;
+        };
+        if var == b"identity" {
+            return HeaderSource::Identity;
+        }
+        match var.strip_prefix(b"identity_claim_".as_slice()) {
+            // A variable name is ASCII letters, digits and '_'.
+            Some(claim) => HeaderSource::Claim(String::from_utf8_lossy(claim).into_owned()),
+            None => HeaderSource::Complex,
         }
     }
 }

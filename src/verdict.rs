@@ -9,11 +9,12 @@ use crate::config::{HeaderSource, IdentityConf};
 use crate::decision::{IdentityStatus, Reason, Verdict};
 use crate::header::{check_header_value, strip_cookies};
 use crate::headers_in::{self, Edit};
-use crate::ngx_codes::{NGX_DONE, NGX_OK};
+use crate::ngx_codes::{NGX_DONE, NGX_ERROR, NGX_OK};
 use crate::outcome::{ConnectionLog, HandlerError, Next};
+use crate::pool::copy_to_pool;
 use crate::pool::NoMemory;
 use crate::relay::relay;
-use crate::request_ctx::{RequestCtx, State};
+use crate::request_ctx::{ClaimText, RequestCtx, State};
 use crate::require;
 
 /// Carries out a verdict and remembers the result for later visits.
@@ -159,6 +160,25 @@ fn identity_headers(
                 }
                 NGX_OK
             }
+            // What `$identity_claim_NAME` gives; a body without claims is recorded in the
+            // context, as through the variable, and fails the set below.
+            HeaderSource::Claim(ref name) => match ctx.claim(name) {
+                Ok(Some(ClaimText::InBody(data, len))) => {
+                    value = ngx_str_t {
+                        data: data as *mut u8,
+                        len,
+                    };
+                    NGX_OK
+                }
+                Ok(Some(ClaimText::Owned(text))) => match copy_to_pool(r.pool, text.as_bytes()) {
+                    Ok(copy) => {
+                        value = copy;
+                        NGX_OK
+                    }
+                    Err(NoMemory) => NGX_ERROR,
+                },
+                Ok(None) | Err(_) => NGX_OK,
+            },
             // SAFETY: h.value was compiled at configuration time for this module.
             HeaderSource::Complex => unsafe { ngx_http_complex_value(r, h.value, &mut value) },
         };
