@@ -158,8 +158,9 @@ fn piece_is_cookie(piece: &[u8], name: &[u8]) -> bool {
     };
     if !needs_decoding(name) {
         // The usual name. `same` folds nothing into '%' or '+', so a piece it matches
-        // holds neither and needs no decoding: the answer, with no scan for them.
-        if same(raw) {
+        // holds neither and needs no decoding: the answer, with no scan for them (and
+        // first the usual piece, the name as it is).
+        if raw == name || same(raw) {
             return true;
         }
         // Decoding and trimming never lengthen a name.
