@@ -1,7 +1,9 @@
 //! A synced zone's side of its Redis link (`identity_cache_sync`): the link's lease in
 //! the zone's header, and what a (re)connected link does to the entries.
 
-use crate::cache_entry::{key_input_with_headers, TAG_LEN};
+use core::cell::OnceCell;
+
+use crate::cache_entry::{key_input_with_headers, KeyHasher, TAG_LEN};
 use crate::cache_zone::{now_ms, CacheZone, Locked, Node};
 
 /// How long one renewal of the lease lasts: the subscriber renews it every second, so
@@ -69,19 +71,29 @@ impl CacheZone {
     /// `question`. In a synced zone the credential is first replaced by its fleet digest,
     /// which is what the fleet's purge messages name: every gateway recomputes its own
     /// keys from it with its own secret.
+    /// `question_hasher` is the asking location's cell for `question` absorbed
+    /// (`KeyHasher::with_question`), filled on first use.
     pub fn entry_tag(
         &self,
         question: &[u8],
+        question_hasher: &OnceCell<KeyHasher>,
         credential: &[u8],
         passed: &[(&[u8], &[u8])],
     ) -> Option<[u8; TAG_LEN]> {
+        let asked = || -> Option<&KeyHasher> {
+            if let Some(h) = question_hasher.get() {
+                return Some(h);
+            }
+            let h = self.hasher()?.with_question(question);
+            Some(question_hasher.get_or_init(|| h))
+        };
         match self.fleet.get() {
             Some(fleet) => {
                 let digest = fleet.key.credential_digest(credential, passed);
-                Some(self.hasher()?.key_tag(question, &digest))
+                Some(asked()?.tag(&digest))
             }
-            // The usual case, on every request: no input built.
-            None if passed.is_empty() => Some(self.hasher()?.key_tag(question, credential)),
+            // The usual case, on every request: no input built, the question hashed once.
+            None if passed.is_empty() => Some(asked()?.tag(credential)),
             None => self.tag(&key_input_with_headers(question, credential, passed)),
         }
     }

@@ -111,6 +111,10 @@ identity_directives! {
         /// The user-service question a cache entry of this location answers
         /// (`cache_entry::question`), fixed while merging; empty without a cache.
         question: Vec<u8> = Vec::new();
+        /// The zone's keyed hash with `question` already absorbed, made on this
+        /// location's first cache lookup in each worker (`KeyHasher::with_question`).
+        question_hasher: core::cell::OnceCell<crate::cache_entry::KeyHasher> =
+            core::cell::OnceCell::new();
     }
     others {
         "identity_cache_zone", MAIN, NGX_CONF_TAKE1, location_shim!(p::cache_zone),

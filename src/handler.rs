@@ -381,7 +381,13 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
             .iter()
             .map(|h| (h.key.as_bytes(), h.value.as_bytes()))
             .collect();
-        if let Some(tag) = zone.entry_tag(&conf.question, key.as_bytes(), &passed) {
+        let tag = zone.entry_tag(
+            &conf.question,
+            &conf.question_hasher,
+            key.as_bytes(),
+            &passed,
+        );
+        if let Some(tag) = tag {
             let _ = ctx.cache.set(CacheUse {
                 zone,
                 tag,

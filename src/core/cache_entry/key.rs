@@ -32,8 +32,17 @@ impl KeyHasher {
     /// `self.tag(&key_input(question, credential))`, without building the input: the
     /// cache key of every request.
     pub fn key_tag(&self, question: &[u8], credential: &[u8]) -> [u8; TAG_LEN] {
-        let len = (question.len() as u64).to_le_bytes();
-        self.tag_of_parts(&[b"K", &len, question, credential])
+        self.with_question(question).tag(credential)
+    }
+
+    /// A hasher whose `tag(credential)` is `self.key_tag(question, credential)`: the
+    /// question's part of `key_input` absorbed once, for a location to keep.
+    pub fn with_question(&self, question: &[u8]) -> KeyHasher {
+        let mut mac = self.0.clone();
+        mac.update(b"K");
+        mac.update(&(question.len() as u64).to_le_bytes());
+        mac.update(question);
+        KeyHasher(mac)
     }
 }
 
@@ -126,6 +135,7 @@ mod tests {
         let h = KeyHasher::new(&[9; 32]).unwrap();
         for (q, c) in [(&b""[..], &b""[..]), (b"/a", b"b/c"), (b"/ab", b"/c")] {
             assert_eq!(h.key_tag(q, c), h.tag(&key_input(q, c)));
+            assert_eq!(h.with_question(q).tag(c), h.tag(&key_input(q, c)));
         }
         assert_ne!(h.key_tag(b"/a", b"b/c"), h.key_tag(b"/ab", b"/c"));
     }
