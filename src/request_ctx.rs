@@ -83,7 +83,12 @@ pub struct RequestCtx {
     pub max_size: Cell<usize>,
     /// Whether `$identity` and `$identity_claim_*` may read the answer's body.
     pub identity_visible: Cell<bool>,
+    /// The answer's claims: parsed when a claim is first read, or set with the answer
+    /// (a cache entry's index, a sealed cookie's parse).
     pub claims: OnceCell<Result<Claims, ClaimsError>>,
+    /// Whether a claim was read: a body that offers none fails only a request that
+    /// reads one (`claims_failed`), though a cache hit sets `claims` beforehand.
+    pub claims_read: Cell<bool>,
     /// The cache entry this request uses, when `identity_cache` is on.
     pub cache: OnceCell<CacheUse>,
     /// Whether the answer came from this request's own subrequest.
@@ -170,6 +175,7 @@ impl RequestCtx {
             max_size: Cell::new(0),
             identity_visible: Cell::new(false),
             claims: OnceCell::new(),
+            claims_read: Cell::new(false),
             cache: OnceCell::new(),
             fetched: Cell::new(false),
             sealed: Cell::new(false),
@@ -203,6 +209,7 @@ impl RequestCtx {
         let Some(answer) = self.answer.try_borrow() else {
             return Ok(None);
         };
+        self.claims_read.set(true);
         match self.claims.get_or_init(|| Claims::parse(&answer.body)) {
             Ok(claims) => Ok(claims.text(&answer.body, name).map(|text| match text {
                 Cow::Borrowed(t) => ClaimText::InBody(t.as_ptr(), t.len()),
@@ -213,7 +220,8 @@ impl RequestCtx {
     }
 
     /// Puts an answer from the cache in place, with the claims its entry recorded, so
-    /// that reading a claim parses no JSON. The claims are only ever read once the
+    /// that reading a claim parses no JSON (a recorded refusal counts only once a claim
+    /// is read: `claims_read`). The claims are only ever read once the
     /// verdict makes the body visible, after which the answer is not replaced, so they
     /// cannot have been taken from an earlier body; and they are set only with the
     /// answer they were made from (not when the write is lost).
@@ -232,7 +240,7 @@ impl RequestCtx {
     /// Whether a claim was asked for and the body could not give it.
     pub fn claims_failed(&self) -> Option<ClaimsError> {
         match self.claims.get() {
-            Some(Err(e)) => Some(*e),
+            Some(Err(e)) if self.claims_read.get() => Some(*e),
             _ => None,
         }
     }

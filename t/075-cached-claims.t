@@ -172,3 +172,28 @@ return 200 "id=$http_x_id\n";
 ["X-Status: ERROR", "X-Status: ERROR"]
 --- error_log eval
 [qr/identity_header "X-Id" value .*so it is not sent/]
+
+
+
+=== TEST 7: a cached body that is not JSON serves a hit when no claim is read
+--- http_config
+identity_cache_zone users:1m;
+--- user_service
+if ($http_x_mode = "later") { return 200 'changed'; }
+return 200 'plain text identity';
+--- api
+identity_cache users;
+identity_header X-User $identity;
+add_header X-Status $identity_status always;
+--- backend
+return 200 "user=$http_x_user\n";
+--- request eval
+["GET /api/1", "GET /api/2"]
+--- more_headers eval
+["Cookie: session=s7\nX-Mode: first", "Cookie: session=s7\nX-Mode: later"]
+--- response_body eval
+["user=plain text identity\n", "user=plain text identity\n"]
+--- response_headers eval
+["X-Status: MISS", "X-Status: HIT"]
+--- no_error_log
+[error]
