@@ -264,7 +264,14 @@ pub fn install_body_filter() {
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx calls body filters with a live request.
     let r_ref = unsafe { &*r };
-    match request_ctx(r_ref) {
+    // The identity subrequest is never a main request: every response a client gets
+    // passes straight on.
+    let ctx = if ptr::eq(r, r_ref.main) {
+        None
+    } else {
+        request_ctx(r_ref)
+    };
+    match ctx {
         Some(ctx) if ptr::eq(ctx.subrequest.get(), r) => {
             // SAFETY: chain is nginx's list of buffers for this call.
             unsafe { collect(ctx, chain) };
