@@ -130,6 +130,9 @@ pub enum RequestUri {
 pub struct KeyDef {
     pub value: *mut ngx_http_complex_value_t,
     pub source: Vec<u8>,
+    /// nginx's index of the variable the key consists of, when it is exactly one (the
+    /// usual `$cookie_NAME`): read directly, without the script engine.
+    pub variable: Option<usize>,
 }
 
 /// A shared memory zone of this module, as nginx registered it.

@@ -98,6 +98,8 @@ identity_directives! {
     derived {
         /// The compiled `identity_key` (null only before merging).
         key: *mut ngx::ffi::ngx_http_complex_value_t = ptr::null_mut();
+        /// `KeyDef::variable` of the merged key.
+        key_variable: Option<usize> = None;
         /// The `identity_cache_purge` zone's nginx entry, for `purge.rs` (null: none).
         purge_zone: *mut ngx::ffi::ngx_shm_zone_t = ptr::null_mut();
         /// Client header names removed on every path: this level's `identity_header` and

@@ -362,11 +362,20 @@ fn exchange(r: &mut ngx_http_request_t, conf: &IdentityConf) -> Result<Next, Han
         }
     }
 
-    let mut key = ngx_str_t::default();
-    // SAFETY: conf.key is a compiled complex value (merge guarantees one).
-    if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
-        return Err(HandlerError::Key);
-    }
+    let key = match conf.key_variable {
+        // The usual key, one variable: read as the script engine would, without it.
+        Some(index) => {
+            crate::variables::read_as_complex_value(r, index).ok_or(HandlerError::Key)?
+        }
+        None => {
+            let mut key = ngx_str_t::default();
+            // SAFETY: conf.key is a compiled complex value (merge guarantees one).
+            if unsafe { ngx_http_complex_value(r, conf.key, &mut key) } != NGX_OK {
+                return Err(HandlerError::Key);
+            }
+            key
+        }
+    };
     // A client header passed to the user service is a credential too.
     let passed = client_headers::passed(r, conf);
     if key.len == 0 && passed.is_empty() {

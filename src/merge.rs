@@ -70,6 +70,7 @@ impl IdentityConf {
             .key_def
             .as_ref()
             .map_or(core::ptr::null_mut(), |k| k.value);
+        self.key_variable = self.key_def.as_ref().and_then(|k| k.variable);
         self.purge_zone = self.purge.map_or(core::ptr::null_mut(), |z| z.0);
         if let (Some(zone), Some(uri)) = (self.cache_zone(), self.enabled()) {
             // A purge removes a credential's entry for every question asked through the zone.

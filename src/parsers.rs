@@ -25,15 +25,31 @@ const DEFAULT_KEY: &str = "$cookie_session";
 
 /// The default `identity_key`, compiled (once per server that needs it).
 pub fn default_key(cf: &mut ngx_conf_t) -> Result<KeyDef, MergeError> {
-    let value = compile_complex_value(cf, DEFAULT_KEY.as_bytes()).map_err(|source| {
-        MergeError::DefaultKey {
-            key: DEFAULT_KEY,
-            source,
+    compile_key(cf, DEFAULT_KEY.as_bytes()).map_err(|source| MergeError::DefaultKey {
+        key: DEFAULT_KEY,
+        source,
+    })
+}
+
+fn compile_key(cf: &mut ngx_conf_t, source: &[u8]) -> Result<KeyDef, ConfigError> {
+    let value = compile_complex_value(cf, source)?;
+    let variable = match crate::header::single_variable(source) {
+        Some(mut name) => {
+            let mut name = ngx_str_t {
+                len: name.len(),
+                data: name.as_mut_ptr(),
+            };
+            // SAFETY: cf is the live configuration; nginx copies the name. The value
+            // above compiled, so the variable exists and this finds its index.
+            let index = unsafe { ngx::ffi::ngx_http_get_variable_index(cf, &mut name) };
+            usize::try_from(index).ok()
         }
-    })?;
+        None => None,
+    };
     Ok(KeyDef {
         value,
-        source: DEFAULT_KEY.as_bytes().to_vec(),
+        source: source.to_vec(),
+        variable,
     })
 }
 
@@ -129,15 +145,8 @@ pub fn key(
     if conf.key_def.is_some() {
         return Err(ConfigError::Duplicate);
     }
-    let value = a[1];
-    let compiled = compile_complex_value(cf, value.as_bytes())?;
-    set_once(
-        &mut conf.key_def,
-        KeyDef {
-            value: compiled,
-            source: value.as_bytes().to_vec(),
-        },
-    )
+    let key = compile_key(cf, a[1].as_bytes())?;
+    set_once(&mut conf.key_def, key)
 }
 
 pub fn header(

@@ -148,6 +148,40 @@ fn value_flags(len: usize, flags: Flags) -> __BindgenBitfieldUnit<[u8; 4]> {
 
 const LEN_MASK: u32 = (1 << 28) - 1;
 
+/// A variable value's length, read as one word (bindgen's getter reads it bit by bit).
+fn value_len(v: &ngx_http_variable_value_t) -> usize {
+    // SAFETY: __BindgenBitfieldUnit is repr(C) around its storage, here [u8; 4].
+    let word: [u8; 4] = unsafe { core::mem::transmute(v._bitfield_1) };
+    (u32::from_le_bytes(word) & LEN_MASK) as usize
+}
+
+/// The value of indexed variable `index` as a complex value made of that variable alone
+/// gives it (`ngx_http_complex_value`): a non-cacheable value is evaluated again, and
+/// an absent one, or one nginx failed to evaluate, is empty. `None` only without the
+/// request's variable slots.
+pub fn read_as_complex_value(r: &mut ngx_http_request_t, index: usize) -> Option<ngx_str_t> {
+    if r.variables.is_null() {
+        return None;
+    }
+    // SAFETY: index was given by ngx_http_get_variable_index for this configuration, and
+    // r->variables has a slot per indexed variable.
+    let slot = unsafe { &mut *r.variables.add(index) };
+    if slot.no_cacheable() != 0 {
+        slot.set_valid(0);
+        slot.set_not_found(0);
+    }
+    // SAFETY: as above.
+    let v = unsafe { ngx::ffi::ngx_http_get_indexed_variable(r, index) };
+    // SAFETY: a non-null result is the request's value slot for the variable.
+    match unsafe { v.as_ref() } {
+        Some(v) if v.not_found() == 0 => Some(ngx_str_t {
+            len: value_len(v),
+            data: v.data,
+        }),
+        _ => Some(ngx_str_t::default()),
+    }
+}
+
 /// Whether `value_flags` packs the word as this build's bindgen setters do.
 fn value_flags_match_bindgen() -> bool {
     // SAFETY: an all-zero variable value is valid (a null data pointer, all flags 0).
@@ -160,8 +194,10 @@ fn value_flags_match_bindgen() -> bool {
         expected.set_not_found(flags.not_found as u32);
         expected.set_escape(0);
         packed._bitfield_1 = value_flags(len as usize, flags);
-        if (packed.len(), packed.valid(), packed.no_cacheable())
-            != (expected.len(), expected.valid(), expected.no_cacheable())
+        if value_len(&packed) != expected.len() as usize
+            || value_len(&expected) != len as usize
+            || (packed.len(), packed.valid(), packed.no_cacheable())
+                != (expected.len(), expected.valid(), expected.no_cacheable())
             || (packed.not_found(), packed.escape()) != (expected.not_found(), expected.escape())
         {
             return false;
