@@ -127,13 +127,20 @@ impl Claims {
     /// key decoded), in order: JSON allows a repeated key, and readers differ on which
     /// copy wins, so a check that must be unambiguous looks at all of them.
     pub fn raw_all<'a>(&self, body: &'a [u8], name: &str) -> Vec<&'a str> {
-        if core::str::from_utf8(body).is_err() {
-            return Vec::new();
-        }
+        self.raw_each(body, name).collect()
+    }
+
+    /// `raw_all` as an iterator: nothing allocated (a sealed cookie's times are read
+    /// this way on every request). Claims come from a body that is UTF-8 as a whole;
+    /// each value is checked again as it is read.
+    pub fn raw_each<'s, 'b: 's>(
+        &'s self,
+        body: &'b [u8],
+        name: &'s str,
+    ) -> impl Iterator<Item = &'b str> + use<'s, 'b> {
         (0..self.len())
-            .filter(|&i| self.field(body, i).0 == name.as_bytes())
-            .filter_map(|i| self.value(body, i))
-            .collect()
+            .filter(move |&i| self.field(body, i).0 == name.as_bytes())
+            .filter_map(move |i| self.value(body, i))
     }
 
     /// The index of claim `name`: an exact match first, then a case-insensitive one.

@@ -39,10 +39,11 @@ pub fn check_identity(plain: &[u8]) -> Result<Times, OpenError> {
 }
 
 fn time_claim(plain: &[u8], claims: &Claims, name: &str) -> Result<Option<i64>, OpenError> {
-    match claims.raw_all(plain, name)[..] {
-        [] => Ok(None),
-        [raw] => parse_time(raw).map(Some).ok_or(OpenError::BadTime),
-        _ => Err(OpenError::DuplicateClaim),
+    let mut copies = claims.raw_each(plain, name);
+    match (copies.next(), copies.next()) {
+        (None, _) => Ok(None),
+        (Some(raw), None) => parse_time(raw).map(Some).ok_or(OpenError::BadTime),
+        (Some(_), Some(_)) => Err(OpenError::DuplicateClaim),
     }
 }
 
