@@ -104,7 +104,7 @@ pub enum ClaimText {
     /// request as `RequestCtx::identity`'s do: no copy is needed.
     InBody(*const u8, usize),
     /// Decoded text: a string with escapes, an array, an object.
-    Owned(String),
+    Owned(Vec<u8>),
 }
 
 /// This request's part in a cache zone.

@@ -305,7 +305,7 @@ unsafe extern "C" fn get_claim(
             set_static(v, data as *mut u8, len);
             NGX_OK
         }
-        Ok(Some(crate::request_ctx::ClaimText::Owned(text))) => set_value(r, v, text.as_bytes()),
+        Ok(Some(crate::request_ctx::ClaimText::Owned(text))) => set_value(r, v, &text),
         Ok(None) | Err(_) => not_found(v),
     }
 }

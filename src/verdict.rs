@@ -170,7 +170,7 @@ fn identity_headers(
                     };
                     NGX_OK
                 }
-                Ok(Some(ClaimText::Owned(text))) => match copy_to_pool(r.pool, text.as_bytes()) {
+                Ok(Some(ClaimText::Owned(text))) => match copy_to_pool(r.pool, &text) {
                     Ok(copy) => {
                         value = copy;
                         NGX_OK

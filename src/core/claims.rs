@@ -155,14 +155,35 @@ impl Claims {
     /// absent or null. nginx lowercases variable names, so an exact match is tried first
     /// and then a case-insensitive one (`$identity_claim_userid` finds `userId`).
     pub fn get(&self, body: &[u8], name: &str) -> Option<String> {
-        self.text(body, name).map(Cow::into_owned)
+        match self.text(body, name)? {
+            Cow::Borrowed(text) => core::str::from_utf8(text).ok().map(str::to_string),
+            Cow::Owned(text) => String::from_utf8(text).ok(),
+        }
     }
 
     /// `get`, borrowing from `body` where the text is there as it stands: a string
     /// without escapes, a number, a boolean. Decoded strings, arrays and objects are
     /// owned.
-    pub fn text<'a>(&self, body: &'a [u8], name: &str) -> Option<Cow<'a, str>> {
-        claim_text(self.value(body, self.find(body, name)?)?)
+    ///
+    /// As bytes: the claims come from a body that is UTF-8 as a whole, so what is
+    /// borrowed is UTF-8 without a second check on every read (what is decoded is
+    /// checked as it is decoded).
+    pub fn text<'a>(&self, body: &'a [u8], name: &str) -> Option<Cow<'a, [u8]>> {
+        let (_, range) = self.field(body, self.find(body, name)?);
+        let raw = body.get(range)?;
+        match raw {
+            [b'"', inner @ .., b'"']
+                if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') =>
+            {
+                Some(Cow::Borrowed(inner))
+            }
+            [b'"' | b'[' | b'{' | b'n', ..] | [] => {
+                let raw = core::str::from_utf8(raw).ok()?;
+                claim_text_reference(raw).map(|t| Cow::Owned(t.into_bytes()))
+            }
+            // Numbers and booleans (JSON's ASCII): their own text.
+            _ => Some(Cow::Borrowed(raw)),
+        }
     }
 
     /// Appends to `out` the index of `body`'s claims, which `Index::take` reads back and
@@ -311,7 +332,7 @@ fn punctuation(b: &[u8], from: usize, to: usize, c: u8) -> bool {
     at < to && b.get(at) == Some(&c) && scan::ws(b, at + 1) == to
 }
 
-/// The serde_json path of `Claims::parse` (the fast path's reference) and `claim_text`'s
+/// The serde_json path of `Claims::parse` (the fast path's reference) and `Claims::text`'s
 /// reference: the differential fuzz target compares the fast paths with them.
 #[doc(hidden)]
 pub mod reference {
@@ -361,20 +382,6 @@ fn parse_with_serde(text: &str) -> Result<Claims, ClaimsError> {
     Ok(Claims {
         fields: Fields::General(fields),
     })
-}
-
-/// `claim_text_reference`, borrowing what it would copy as it stands: a string free of
-/// escapes (serde_json would give the same text, after a second pass over it), numbers
-/// and booleans.
-fn claim_text(raw: &str) -> Option<Cow<'_, str>> {
-    match raw.as_bytes() {
-        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') => {
-            raw.get(1..raw.len() - 1).map(Cow::Borrowed)
-        }
-        [b'"' | b'[' | b'{' | b'n', ..] | [] => claim_text_reference(raw).map(Cow::Owned),
-        // Numbers and booleans: their own text, as `claim_text_reference` gives them.
-        _ => Some(Cow::Borrowed(raw)),
-    }
 }
 
 /// Strings as they are, numbers as written, booleans as `true`/`false`, arrays of
@@ -619,13 +626,13 @@ mod tests {
         let c = Claims::parse(b).unwrap();
         for (name, want) in [("id", "alice"), ("n", "-4.5e2"), ("ok", "true")] {
             assert!(
-                matches!(c.text(b, name), Some(Cow::Borrowed(t)) if t == want),
+                matches!(c.text(b, name), Some(Cow::Borrowed(t)) if t == want.as_bytes()),
                 "{name}"
             );
         }
         for (name, want) in [("esc", "a\nb"), ("roles", "x,y"), ("o", r#"{"k":1}"#)] {
             assert!(
-                matches!(c.text(b, name), Some(Cow::Owned(t)) if t == want),
+                matches!(c.text(b, name), Some(Cow::Owned(t)) if t == want.as_bytes()),
                 "{name}"
             );
         }
