@@ -63,7 +63,8 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// Access phase, first of its handlers (before allow/deny, auth_basic and this
 /// module's own exchange, which runs last): client copies of the location's protected
-/// names go, and after an internal redirect the previous location's identity headers,
+/// names go (unless post-read already removed the server's, which include them), and
+/// after an internal redirect the previous location's identity headers,
 /// whether or not the exchange runs here (under `satisfy any`, an `allow` that admits
 /// the client skips it).
 pub extern "C" fn access_strip_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -47,6 +47,8 @@ pub struct MainConf {
     /// The indexed variables that read request headers, as found at postconfiguration
     /// (`header_shortcuts::flush_header_variables`).
     pub header_variables: crate::header_shortcuts::HeaderVariables,
+    /// `variables::shadowed_claims`, found at postconfiguration.
+    pub shadowed_claims: Vec<Vec<u8>>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -102,6 +104,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     revocations: None,
     revoke_places: Vec::new(),
     header_variables: crate::header_shortcuts::HeaderVariables::NONE,
+    shadowed_claims: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.
@@ -320,6 +323,7 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     let cf = unsafe { &*cf };
     if let (Some(core), Some(main)) = (NgxHttpCoreModule::main_conf(cf), main_conf_of(cf)) {
         main.header_variables = crate::header_shortcuts::HeaderVariables::list(core);
+        main.shadowed_claims = variables::shadowed_claims(core);
     }
     NGX_OK
 }

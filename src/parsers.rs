@@ -40,7 +40,8 @@ fn compile_key(cf: &mut ngx_conf_t, source: &[u8]) -> Result<KeyDef, ConfigError
                 data: name.as_mut_ptr(),
             };
             // SAFETY: cf is the live configuration; nginx copies the name. The value
-            // above compiled, so the variable exists and this finds its index.
+            // above compiled with this variable in it (a capture is never taken for
+            // one), so this finds the index the compiled value uses.
             let index = unsafe { ngx::ffi::ngx_http_get_variable_index(cf, &mut name) };
             usize::try_from(index).ok()
         }

@@ -345,10 +345,11 @@ impl AnswerCell {
     }
 }
 
-/// The main request's context, if this module made one. nginx clears module contexts
-/// on an internal redirect (and when a filter finalizes the request); the context is
-/// then found again in the request pool's cleanup list, as ngx_http_realip_module does,
-/// and put back in its slot.
+/// The main request's context, if this module made one (the slot may also hold
+/// post-read's `STRIPPED_MARK`, which is no context). nginx clears module contexts on an
+/// internal redirect (and when a filter finalizes the request); the context is then
+/// found again in the request pool's cleanup list, as ngx_http_realip_module does, and
+/// put back in its slot.
 pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
     let main = r.main;
     // SAFETY: r->main is the live main request; its ctx array has a slot per module.
@@ -376,14 +377,15 @@ pub fn request_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a RequestCtx> {
             cln = c.next;
         }
     }
-    // SAFETY: this module only ever stores a RequestCtx there, and only shares it.
+    // SAFETY: besides the mark (returned for above), this module only ever stores a
+    // RequestCtx there, and only shares it.
     unsafe { p.as_ref() }
 }
 
 /// What the post-read handler leaves in a main request's context slot once it has
 /// removed the server's protected names, until `new_request_ctx` puts a context there.
-/// nginx clears the slot on an internal redirect, the one way into the access phase
-/// that skips post-read.
+/// nginx clears the slot on internal and named-location redirects (error pages
+/// included), the ways into the access phase that skip post-read.
 static STRIPPED_MARK: u8 = 0;
 
 /// Records that post-read removed the server's protected names from main request `r`.

@@ -123,7 +123,6 @@ struct Flags {
 }
 
 impl Flags {
-    /// Not cached: the values change once the user service has answered.
     const FOUND: Flags = Flags {
         valid: true,
         not_found: false,
@@ -137,7 +136,8 @@ impl Flags {
 /// C's `unsigned len:28; valid:1; no_cacheable:1; not_found:1; escape:1;` as one word,
 /// allocated from the lowest bit (the SysV ABI; `register` checks it against bindgen's
 /// setters). Those setters write a bit at a time: 28 steps for the length, about 560
-/// instructions, on every read of an identity variable.
+/// instructions, on every read of an identity variable. `no_cacheable` is always set:
+/// the values change once the user service has answered.
 fn value_flags(len: usize, flags: Flags) -> __BindgenBitfieldUnit<[u8; 4]> {
     let word = (len as u32 & LEN_MASK)
         | (flags.valid as u32) << 28
@@ -308,6 +308,24 @@ unsafe extern "C" fn get_claim(
         Ok(Some(crate::request_ctx::ClaimText::Owned(text))) => set_value(r, v, &text),
         Ok(None) | Err(_) => not_found(v),
     }
+}
+
+/// The claim names NAME for which the configuration defines a variable called exactly
+/// `identity_claim_NAME` (a `map`, a `set`): nginx gives such a name that variable, not
+/// this module's prefix variable, so an `identity_header` of it is evaluated as written.
+/// Read at postconfiguration, while nginx still holds the variables' names.
+pub fn shadowed_claims(cmcf: &ngx::ffi::ngx_http_core_main_conf_t) -> Vec<Vec<u8>> {
+    // SAFETY: until ngx_http_variables_init_vars (after every postconfiguration), this is
+    // the live table of the configuration's variable names.
+    let Some(keys) = (unsafe { cmcf.variables_keys.as_ref() }) else {
+        return Vec::new();
+    };
+    // SAFETY: keys.keys is an array of ngx_hash_key_t.
+    let keys: &[ngx::ffi::ngx_hash_key_t] = unsafe { keys.keys.as_slice() };
+    keys.iter()
+        .filter_map(|k| k.key.as_bytes().strip_prefix(CLAIM_PREFIX.as_bytes()))
+        .map(|name| name.to_ascii_lowercase())
+        .collect()
 }
 
 /// The main request's `$request_uri` (as the client sent it, even when read inside the

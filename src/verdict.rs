@@ -149,7 +149,19 @@ fn identity_headers(
     ctx.identity_visible.set(true);
     for (h, slot) in conf.identity_headers().iter().zip(values.iter_mut()) {
         let mut value = ngx_str_t::default();
-        let evaluated = match h.source {
+        let source = match &h.source {
+            // A variable of the configuration's own under that exact name wins, as in nginx.
+            HeaderSource::Claim(name)
+                if crate::module::main_conf(r)
+                    .shadowed_claims
+                    .iter()
+                    .any(|n| n == name.as_bytes()) =>
+            {
+                &HeaderSource::Complex
+            }
+            source => source,
+        };
+        let evaluated = match *source {
             // What `$identity` gives, without the script engine's copy.
             HeaderSource::Identity => {
                 if let Some((data, len)) = ctx.identity() {

@@ -250,3 +250,37 @@ go away
 X-Seen: [] DENIED
 --- error_log eval
 qr/logged status=DENIED user=\[-?\]/
+
+
+
+=== TEST 18: a variable of the configuration's own, named like a claim variable, is the one a header reads, as in nginx
+--- http_config
+    map $uri $identity_claim_role { default "mapped"; }
+--- user_service
+return 200 '{"role":"admin","id":"alice"}';
+--- api
+identity_header X-Role $identity_claim_role;
+identity_header X-Id $identity_claim_id;
+--- backend
+return 200 "role=$http_x_role id=$http_x_id\n";
+--- response_body
+role=mapped id=alice
+
+
+
+=== TEST 19: an identity_key that is a regex capture ($1) is the capture, not a variable called "1"
+--- user_service
+return 200 '{"id":"alice"}';
+--- extra_config
+    location ~ ^/cap/(\w+)$ {
+        identity_request /_identity;
+        identity_key $1;
+        identity_header X-Id $identity_claim_id;
+        proxy_pass http://127.0.0.1:$server_port/backend;
+    }
+--- backend
+return 200 "id=$http_x_id\n";
+--- request
+GET /cap/tok1
+--- response_body
+id=alice

@@ -57,9 +57,12 @@ fn names_in_key(source: &[u8], prefix: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// The variable an nginx value consists of when it is exactly one (`$name` or
-/// `${name}`), lowercased as nginx looks variables up.
+/// `${name}`), lowercased as nginx looks variables up. A `$` followed by a digit is a
+/// regex capture for nginx's script compiler (`$1abc` is capture 1, then "abc"), never a
+/// variable.
 pub fn single_variable(source: &[u8]) -> Option<Vec<u8>> {
     let inner = match source {
+        [b'$', b'1'..=b'9', ..] => return None,
         [b'$', b'{', inner @ .., b'}'] => inner,
         [b'$', inner @ ..] => inner,
         _ => return None,
@@ -113,6 +116,9 @@ mod tests {
             b"$identity$identity",
             b"${identity}x",
             b"x$identity",
+            b"$1",
+            b"$1abc",
+            b"$9",
         ] {
             assert_eq!(single_variable(other), None, "{other:?}");
         }
