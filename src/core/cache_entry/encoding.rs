@@ -64,6 +64,10 @@ fn push_pairs(out: &mut Vec<u8>, pairs: &[(Vec<u8>, Vec<u8>)]) {
 fn take_pairs(rest: &mut &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let (&count, tail) = rest.split_first()?;
     *rest = tail;
+    if count == 0 {
+        // The usual case (a 2xx without answer headers): no call into the allocator.
+        return Some(Vec::new());
+    }
     let mut pairs = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let name = take_field(rest)?.to_vec();
@@ -86,10 +90,10 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Cached> {
     if format != FORMAT {
         return None;
     }
-    let content_type = take_field(&mut rest)?.to_vec();
+    let content_type = owned(take_field(&mut rest)?);
     let relay_headers = take_pairs(&mut rest)?;
-    let vary = take_field(&mut rest)?.to_vec();
-    let vary_digest = take_field(&mut rest)?.to_vec();
+    let vary = owned(take_field(&mut rest)?);
+    let vary_digest = owned(take_field(&mut rest)?);
     match parse_vary(&vary) {
         Vary::Headers(names) if names.is_empty() || vary_digest.len() == TAG_LEN => {}
         _ => return None,
@@ -110,6 +114,16 @@ pub fn decode(status: u16, bytes: &[u8]) -> Option<Cached> {
         answer_headers,
     };
     Some(Cached { answer, claims })
+}
+
+/// `field` as a `Vec`; an empty one without a call into the allocator (most fields of a
+/// 2xx entry are empty, and a hit decodes them all).
+fn owned(field: &[u8]) -> Vec<u8> {
+    if field.is_empty() {
+        Vec::new()
+    } else {
+        field.to_vec()
+    }
 }
 
 fn take_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
