@@ -84,16 +84,21 @@ pub fn check_header_value(value: &[u8]) -> Result<(), UnsafeValue> {
 /// checked on every request for every identity header (the identity is hundreds of
 /// bytes), so without a branch per byte.
 fn has_no_control(value: &[u8]) -> bool {
-    let (blocks, _) = value.as_chunks::<BLOCK>();
     match value.last_chunk::<BLOCK>() {
         // Whole blocks, and the last BLOCK bytes for the rest (overlapping is harmless).
-        Some(last) => blocks.iter().all(block_has_no_control) && block_has_no_control(last),
+        Some(last) => {
+            value
+                .chunks_exact(BLOCK)
+                .all(|b| <&[u8; BLOCK]>::try_from(b).is_ok_and(block_has_no_control))
+                && block_has_no_control(last)
+        }
         None => {
-            let (words, rest) = value.as_chunks::<8>();
-            words.iter().all(|w| {
-                let x = u64::from_le_bytes(*w);
+            let mut words = value.chunks_exact(8);
+            words.by_ref().all(|w| {
+                // Never 0 for eight bytes; a 0 would only send the value byte by byte.
+                let x = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
                 !has_less(x, 0x20) && !has_byte(x, 0x7f)
-            }) && !rest.iter().any(|&b| is_control(b))
+            }) && !words.remainder().iter().any(|&b| is_control(b))
         }
     }
 }
