@@ -226,7 +226,8 @@ mod tests {
                 _ => None,
             })
         };
-        for len in [1, 7, 8, 15, 16, 17, 31, 32, 33, 200] {
+        // Words, whole blocks and the overlapping last block, each byte alone.
+        for len in [1, 7, 8, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 79, 200] {
             for at in 0..len {
                 for b in 0..=255u8 {
                     let mut v = vec![b'a'; len];
