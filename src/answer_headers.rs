@@ -19,9 +19,10 @@ use ngx::ngx_log_error;
 use crate::decision::Answer;
 use crate::headers_in;
 use crate::module::{main_conf, main_conf_of};
+use crate::ngx_codes::NGX_OK;
 use crate::request_ctx::request_ctx;
-use crate::variables::{not_found, set_value};
-use identity_core::answer_headers::{covers, keep, referenced_name, value, KeepError};
+use crate::variables::{not_found, set_static};
+use identity_core::answer_headers::{covers, keep, referenced_name, KeepError};
 
 pub use identity_core::answer_headers::VARIABLE_PREFIX;
 
@@ -59,16 +60,11 @@ pub fn take(sr: &ngx_http_request_t, answer: &mut Answer, max_size: usize) {
     if wanted.is_empty() {
         return;
     }
-    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    // SAFETY: headers_out.headers is the finished subrequest's live response header list.
-    unsafe {
-        headers_in::visit(&sr.headers_out.headers, |name, value| {
-            headers.push((name.to_vec(), value.to_vec()))
-        })
-    };
     let budget = max_size.saturating_sub(answer.body.len());
-    let pairs = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
-    match keep(wanted, pairs, budget) {
+    // SAFETY: headers_out.headers is the finished subrequest's live response header list,
+    // unchanged while `keep` reads it.
+    let headers = unsafe { headers_in::pairs(&sr.headers_out.headers) };
+    match keep(wanted, headers, budget) {
         Ok(kept) => answer.answer_headers = kept,
         Err(KeepError::Unsafe { name, why }) => {
             ngx_log_error!(
@@ -110,16 +106,17 @@ pub unsafe extern "C" fn get_answer_header(
     let Some(ctx) = request_ctx(r) else {
         return not_found(v);
     };
-    if !ctx.identity_visible.get() {
-        return not_found(v);
-    }
     let suffix = name
         .as_bytes()
         .get(VARIABLE_PREFIX.len()..)
         .unwrap_or_default();
-    let answer = ctx.answer();
-    match value(&answer.answer_headers, suffix) {
-        Some(bytes) => set_value(r, v, bytes),
+    // The kept value lives as long as the request (the answer is not replaced once
+    // visible, as for `$identity`): no copy is needed.
+    match ctx.answer_header(suffix) {
+        Some((data, len)) => {
+            set_static(v, data as *mut u8, len);
+            NGX_OK
+        }
         None => not_found(v),
     }
 }

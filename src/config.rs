@@ -73,6 +73,9 @@ pub enum HeaderSource {
     /// Exactly `$identity_claim_NAME`: that claim (NAME lowercased, as nginx gives it to
     /// the variable), read in place when it needs no decoding.
     Claim(String),
+    /// Exactly `$identity_answer_header_NAME`: that kept answer header (NAME lowercased,
+    /// as nginx gives it to the variable), read in place.
+    AnswerHeader(Vec<u8>),
     /// Anything else, through `value`.
     Complex,
 }
@@ -85,10 +88,13 @@ impl HeaderSource {
         if var == b"identity" {
             return HeaderSource::Identity;
         }
-        match var.strip_prefix(b"identity_claim_".as_slice()) {
+        if let Some(claim) = var.strip_prefix(b"identity_claim_".as_slice()) {
             // A variable name is ASCII letters, digits and '_'.
-            Some(claim) => HeaderSource::Claim(String::from_utf8_lossy(claim).into_owned()),
-            None => HeaderSource::Complex,
+            return HeaderSource::Claim(String::from_utf8_lossy(claim).into_owned());
+        }
+        match var.strip_prefix(crate::answer_headers::VARIABLE_PREFIX) {
+            Some(header) if !header.is_empty() => HeaderSource::AnswerHeader(header.to_vec()),
+            _ => HeaderSource::Complex,
         }
     }
 }

@@ -27,13 +27,23 @@ pub enum Edit {
 /// As for `elements`.
 pub unsafe fn visit(list: &ngx_list_t, mut f: impl FnMut(&[u8], &[u8])) {
     // SAFETY: per the caller.
-    for elt in unsafe { elements(list) } {
-        // SAFETY: elt points into the list.
-        let elt = unsafe { &*elt };
-        if elt.hash != 0 {
-            f(elt.key.as_bytes(), elt.value.as_bytes());
-        }
+    for (name, value) in unsafe { pairs(list) } {
+        f(name, value);
     }
+}
+
+/// The name and value of every header in `list`, deleted entries skipped, borrowed from
+/// the list: nothing is copied.
+///
+/// # Safety
+/// As for `elements`; the headers' names and values stay as they are for `'a`.
+pub unsafe fn pairs<'a>(list: &'a ngx_list_t) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    // SAFETY: per the caller.
+    unsafe { elements(list) }.filter_map(|elt| {
+        // SAFETY: elt points into the list, which lives for 'a.
+        let elt: &'a ngx_table_elt_t = unsafe { &*elt };
+        (elt.hash != 0).then(|| (elt.key.as_bytes(), elt.value.as_bytes()))
+    })
 }
 
 /// Copies of the request's live headers whose name `keep` accepts, in list order, each

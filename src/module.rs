@@ -47,8 +47,10 @@ pub struct MainConf {
     /// The indexed variables that read request headers, as found at postconfiguration
     /// (`header_shortcuts::flush_header_variables`).
     pub header_variables: crate::header_shortcuts::HeaderVariables,
-    /// `variables::shadowed_claims`, found at postconfiguration.
+    /// `variables::shadowed` claim names, found at postconfiguration.
     pub shadowed_claims: Vec<Vec<u8>>,
+    /// `variables::shadowed` answer header names, found at postconfiguration.
+    pub shadowed_answer_headers: Vec<Vec<u8>>,
 }
 
 /// Server-level state: every header name the module protects anywhere in the server
@@ -105,6 +107,7 @@ static NO_MAIN_CONF: MainConf = MainConf {
     revoke_places: Vec::new(),
     header_variables: crate::header_shortcuts::HeaderVariables::NONE,
     shadowed_claims: Vec::new(),
+    shadowed_answer_headers: Vec::new(),
 };
 
 /// This module's configuration for the server `r` is in.
@@ -323,7 +326,8 @@ extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     let cf = unsafe { &*cf };
     if let (Some(core), Some(main)) = (NgxHttpCoreModule::main_conf(cf), main_conf_of(cf)) {
         main.header_variables = crate::header_shortcuts::HeaderVariables::list(core);
-        main.shadowed_claims = variables::shadowed_claims(core);
+        main.shadowed_claims = variables::shadowed(core, variables::CLAIM_PREFIX.as_bytes());
+        main.shadowed_answer_headers = variables::shadowed(core, answer_headers::VARIABLE_PREFIX);
     }
     NGX_OK
 }

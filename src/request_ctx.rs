@@ -200,6 +200,17 @@ impl RequestCtx {
         Some((identity.as_ptr(), identity.len()))
     }
 
+    /// The kept answer header a `$identity_answer_header_NAME` names (`name`: NAME), when
+    /// an identity was accepted; in place, like `identity`.
+    pub fn answer_header(&self, name: &[u8]) -> Option<(*const u8, usize)> {
+        if !self.identity_visible.get() {
+            return None;
+        }
+        let answer = self.answer.try_borrow()?;
+        let value = identity_core::answer_headers::value(&answer.answer_headers, name)?;
+        Some((value.as_ptr(), value.len()))
+    }
+
     /// Claim `name` of the identity body, parsing it once (not at all for a cache
     /// entry that recorded its claims: `set_cached`).
     pub fn claim(&self, name: &str) -> Result<Option<ClaimText>, ClaimsError> {

@@ -16,7 +16,7 @@ use crate::request_ctx::request_ctx;
 
 use crate::ngx_codes::{NGX_ERROR, NGX_OK};
 
-const CLAIM_PREFIX: &str = "identity_claim_";
+pub const CLAIM_PREFIX: &str = "identity_claim_";
 
 type Getter = unsafe extern "C" fn(
     *mut ngx_http_request_t,
@@ -103,7 +103,7 @@ pub fn set_value(
     NGX_OK
 }
 
-fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
+pub(crate) fn set_static(v: &mut ngx_http_variable_value_t, data: *mut u8, len: usize) {
     v._bitfield_1 = value_flags(len, Flags::FOUND);
     v.data = data;
 }
@@ -310,11 +310,12 @@ unsafe extern "C" fn get_claim(
     }
 }
 
-/// The claim names NAME for which the configuration defines a variable called exactly
-/// `identity_claim_NAME` (a `map`, a `set`): nginx gives such a name that variable, not
-/// this module's prefix variable, so an `identity_header` of it is evaluated as written.
-/// Read at postconfiguration, while nginx still holds the variables' names.
-pub fn shadowed_claims(cmcf: &ngx::ffi::ngx_http_core_main_conf_t) -> Vec<Vec<u8>> {
+/// The names NAME for which the configuration defines a variable called exactly
+/// `PREFIX` + NAME (a `map`, a `set`) where PREFIX is one of this module's prefix
+/// variables (`identity_claim_`, `identity_answer_header_`): nginx gives such a name that
+/// variable, not the prefix variable, so an `identity_header` of it is evaluated as
+/// written. Read at postconfiguration, while nginx still holds the variables' names.
+pub fn shadowed(cmcf: &ngx::ffi::ngx_http_core_main_conf_t, prefix: &[u8]) -> Vec<Vec<u8>> {
     // SAFETY: until ngx_http_variables_init_vars (after every postconfiguration), this is
     // the live table of the configuration's variable names.
     let Some(keys) = (unsafe { cmcf.variables_keys.as_ref() }) else {
@@ -323,7 +324,7 @@ pub fn shadowed_claims(cmcf: &ngx::ffi::ngx_http_core_main_conf_t) -> Vec<Vec<u8
     // SAFETY: keys.keys is an array of ngx_hash_key_t.
     let keys: &[ngx::ffi::ngx_hash_key_t] = unsafe { keys.keys.as_slice() };
     keys.iter()
-        .filter_map(|k| k.key.as_bytes().strip_prefix(CLAIM_PREFIX.as_bytes()))
+        .filter_map(|k| k.key.as_bytes().strip_prefix(prefix))
         .map(|name| name.to_ascii_lowercase())
         .collect()
 }

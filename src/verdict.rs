@@ -159,6 +159,14 @@ fn identity_headers(
             {
                 &HeaderSource::Complex
             }
+            HeaderSource::AnswerHeader(name)
+                if crate::module::main_conf(r)
+                    .shadowed_answer_headers
+                    .iter()
+                    .any(|n| n == name) =>
+            {
+                &HeaderSource::Complex
+            }
             source => source,
         };
         let evaluated = match *source {
@@ -191,6 +199,16 @@ fn identity_headers(
                 },
                 Ok(None) | Err(_) => NGX_OK,
             },
+            // What `$identity_answer_header_NAME` gives, without the script engine's copy.
+            HeaderSource::AnswerHeader(ref name) => {
+                if let Some((data, len)) = ctx.answer_header(name) {
+                    value = ngx_str_t {
+                        data: data as *mut u8,
+                        len,
+                    };
+                }
+                NGX_OK
+            }
             // SAFETY: h.value was compiled at configuration time for this module.
             HeaderSource::Complex => unsafe { ngx_http_complex_value(r, h.value, &mut value) },
         };

@@ -284,3 +284,20 @@ return 200 "id=$http_x_id\n";
 GET /cap/tok1
 --- response_body
 id=alice
+
+
+
+=== TEST 20: the same for answer-header variables; a header read as ${identity_answer_header_X_Name} is the one nginx gives
+--- http_config
+    map $uri $identity_answer_header_x_role { default "mapped"; }
+--- user_service
+add_header X-Role admin;
+add_header X-Team core;
+return 200 '{"id":"alice"}';
+--- api
+identity_header X-Role $identity_answer_header_x_role;
+identity_header X-Team ${identity_answer_header_X_Team};
+--- backend
+return 200 "role=$http_x_role team=$http_x_team\n";
+--- response_body
+role=mapped team=core

@@ -18,13 +18,21 @@ pub const MAX_VALUE_LEN: usize = u16::MAX as usize;
 /// A header name as nginx's `$upstream_http_NAME` and `$sent_http_NAME` name it:
 /// lowercase, `-` as `_`.
 pub fn variable_name(header: &[u8]) -> Vec<u8> {
-    header
-        .iter()
-        .map(|&b| match b {
-            b'-' => b'_',
-            _ => b.to_ascii_lowercase(),
-        })
-        .collect()
+    header.iter().map(|&b| normalised(b)).collect()
+}
+
+fn normalised(b: u8) -> u8 {
+    match b {
+        b'-' => b'_',
+        _ => b.to_ascii_lowercase(),
+    }
+}
+
+/// Whether `variable_name(header) == normal`, without building the name: every header of
+/// every answer is compared with every referenced name.
+fn same_name(header: &[u8], normal: &[u8]) -> bool {
+    header.len() == normal.len()
+        && (header == normal || header.iter().zip(normal).all(|(&b, &n)| normalised(b) == n))
 }
 
 /// The header name a variable names, if it is one of ours (`None` for an empty name).
@@ -54,36 +62,42 @@ pub fn keep<'a>(
     headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     budget: usize,
 ) -> Result<Kept, KeepError> {
-    let mut kept: Kept = wanted.iter().map(|n| (n.clone(), Vec::new())).collect();
-    let mut present = vec![false; kept.len()];
+    // `None`: no copy yet (a copy may be empty, and a second one is still joined to it).
+    let mut values: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
     for (name, value) in headers {
-        let normal = variable_name(name);
-        let Some(i) = kept.iter().position(|(n, _)| *n == normal) else {
+        let Some(i) = wanted.iter().position(|n| same_name(name, n)) else {
             continue;
         };
         if let Err(why) = check_header_value(value) {
-            return Err(KeepError::Unsafe { name: normal, why });
+            return Err(KeepError::Unsafe {
+                name: variable_name(name),
+                why,
+            });
         }
-        let slot = &mut kept[i].1;
-        if present[i] {
-            slot.extend_from_slice(b", ");
+        match &mut values[i] {
+            Some(joined) => {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(value);
+            }
+            slot @ None => *slot = Some(value.to_vec()),
         }
-        slot.extend_from_slice(value);
-        present[i] = true;
     }
-    let total: usize = kept.iter().map(|(_, v)| v.len()).sum();
-    if total > budget || kept.iter().any(|(_, v)| v.len() > MAX_VALUE_LEN) {
+    let lens = || values.iter().map(|v| v.as_ref().map_or(0, Vec::len));
+    if lens().sum::<usize>() > budget || lens().any(|len| len > MAX_VALUE_LEN) {
         return Err(KeepError::TooLarge);
     }
-    Ok(kept)
+    Ok(wanted
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (n.clone(), v.unwrap_or_default()))
+        .collect())
 }
 
 /// The kept value of the header a variable suffix names (already lowercase: nginx
 /// lowercases variable names); `None` when it was not collected.
 pub fn value<'a>(kept: &'a [(Vec<u8>, Vec<u8>)], suffix: &[u8]) -> Option<&'a [u8]> {
-    let normal = variable_name(suffix);
     kept.iter()
-        .find(|(n, _)| *n == normal)
+        .find(|(n, _)| same_name(suffix, n))
         .map(|(_, v)| v.as_slice())
 }
 
@@ -115,6 +129,25 @@ mod tests {
         );
         assert_eq!(referenced_name(b"identity_answer_header_"), None);
         assert_eq!(referenced_name(b"identity_claim_x"), None);
+    }
+
+    #[test]
+    fn a_name_matches_exactly_when_its_variable_name_is_equal() {
+        for b in 0..=255u8 {
+            for n in 0..=255u8 {
+                let header = [b'X', b, b'-', b'y'];
+                let normal = [b'x', n, b'_', b'y'];
+                assert_eq!(
+                    same_name(&header, &normal),
+                    variable_name(&header) == normal,
+                    "{b:#x} against {n:#x}"
+                );
+            }
+        }
+        assert!(same_name(b"X-Auth-User", b"x_auth_user"));
+        assert!(same_name(b"x_auth_user", b"x_auth_user"));
+        assert!(!same_name(b"X-Auth-User", b"x_auth_use"));
+        assert!(!same_name(b"X-Auth-User", b"x-auth-user"));
     }
 
     #[test]
