@@ -62,8 +62,11 @@ pub fn keep<'a>(
     headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     budget: usize,
 ) -> Result<Kept, KeepError> {
-    // `None`: no copy yet (a copy may be empty, and a second one is still joined to it).
-    let mut values: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+    let mut kept: Kept = wanted.iter().map(|n| (n.clone(), Vec::new())).collect();
+    // Which names had a copy already (a copy may be empty, and a second one is still
+    // joined to it): a bit each for the usual handful, a list past 64 (no allocation
+    // per answer for the bits).
+    let (mut seen_bits, mut seen_more) = (0u64, Vec::new());
     for (name, value) in headers {
         let Some(i) = wanted.iter().position(|n| same_name(name, n)) else {
             continue;
@@ -74,23 +77,29 @@ pub fn keep<'a>(
                 why,
             });
         }
-        match &mut values[i] {
-            Some(joined) => {
-                joined.extend_from_slice(b", ");
-                joined.extend_from_slice(value);
+        let seen = match 1u64.checked_shl(i as u32) {
+            Some(bit) => {
+                let seen = seen_bits & bit != 0;
+                seen_bits |= bit;
+                seen
             }
-            slot @ None => *slot = Some(value.to_vec()),
+            None if seen_more.contains(&i) => true,
+            None => {
+                seen_more.push(i);
+                false
+            }
+        };
+        let slot = &mut kept[i].1;
+        if seen {
+            slot.extend_from_slice(b", ");
         }
+        slot.extend_from_slice(value);
     }
-    let lens = || values.iter().map(|v| v.as_ref().map_or(0, Vec::len));
-    if lens().sum::<usize>() > budget || lens().any(|len| len > MAX_VALUE_LEN) {
+    let total: usize = kept.iter().map(|(_, v)| v.len()).sum();
+    if total > budget || kept.iter().any(|(_, v)| v.len() > MAX_VALUE_LEN) {
         return Err(KeepError::TooLarge);
     }
-    Ok(wanted
-        .iter()
-        .zip(values)
-        .map(|(n, v)| (n.clone(), v.unwrap_or_default()))
-        .collect())
+    Ok(kept)
 }
 
 /// The kept value of the header a variable suffix names (already lowercase: nginx
@@ -172,6 +181,28 @@ mod tests {
         let headers: [(&[u8], &[u8]); 2] = [(b"X-Group", b"a"), (b"x-GROUP", b"b")];
         let kept = keep(&wanted, headers, 100).unwrap();
         assert_eq!(value(&kept, b"x_group"), Some(&b"a, b"[..]));
+    }
+
+    #[test]
+    fn copies_are_joined_past_the_64th_name_and_an_empty_first_copy_counts() {
+        let list: Vec<String> = (0..70).map(|i| format!("h{i}")).collect();
+        let wanted = names(&list.iter().map(String::as_str).collect::<Vec<_>>());
+        let headers: [(&[u8], &[u8]); 8] = [
+            (b"H3", b""),
+            (b"H63", b"a"),
+            (b"H64", b"b"),
+            (b"H69", b"c"),
+            (b"H3", b"d"),
+            (b"H63", b"e"),
+            (b"H64", b"f"),
+            (b"H69", b"g"),
+        ];
+        let kept = keep(&wanted, headers, 100).unwrap();
+        assert_eq!(value(&kept, b"h3"), Some(&b", d"[..]));
+        assert_eq!(value(&kept, b"h63"), Some(&b"a, e"[..]));
+        assert_eq!(value(&kept, b"h64"), Some(&b"b, f"[..]));
+        assert_eq!(value(&kept, b"h69"), Some(&b"c, g"[..]));
+        assert_eq!(value(&kept, b"h65"), Some(&b""[..]));
     }
 
     #[test]
