@@ -104,6 +104,12 @@ unsafe extern "C" fn subrequest_done(
     // SAFETY: data is the RequestCtx set in `start`, alive for the main request, and
     // only ever shared.
     let (sr, ctx) = unsafe { (&*sr, &*(data as *const RequestCtx)) };
+    if matches!(ctx.state.get(), State::Finished(_)) {
+        // Applied: identity headers and variables point into this answer for the rest
+        // of the request, so nothing may replace it (nginx makes no call after the main
+        // request resumed; this keeps it so if one ever came).
+        return if rc == NGX_ERROR { NGX_OK } else { rc };
+    }
     let earlier_failure = match ctx.state.get() {
         State::Answered => ctx.answer.read().failure,
         _ => None,
